@@ -1,0 +1,22 @@
+"""taskflow: tracked, retried and persisted FastAPI background tasks across processes and hosts."""
+
+from __future__ import annotations
+
+from taskflow.admin import TaskAdmin
+from taskflow.injection import ManagedBackgroundTasks
+from taskflow.manager import RetryRefused, TaskManager
+from taskflow.models import TaskRecord, TaskStatus
+from taskflow.query import InvalidQuery, Page, TaskQuery
+
+__all__ = [
+    "InvalidQuery",
+    "ManagedBackgroundTasks",
+    "Page",
+    "RetryRefused",
+    "TaskAdmin",
+    "TaskManager",
+    "TaskQuery",
+    "TaskRecord",
+    "TaskStatus",
+]
+__version__ = "0.1.0"

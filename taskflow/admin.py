@@ -1,0 +1,86 @@
+"""TaskAdmin: mounts the API, the health endpoints and the lifecycle hooks on an app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from taskflow.api import build_router
+from taskflow.injection import ManagerContextMiddleware, install
+from taskflow.manager import TaskManager
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
+
+
+class TaskAdmin:
+    """Wire a :class:`TaskManager` into a FastAPI app.
+
+    * registers startup and shutdown on the app itself (wrapping any ``lifespan=`` the app has),
+      so no lifespan function is needed;
+    * mounts the JSON API under ``path`` and ``GET /healthz`` / ``GET /readyz`` on the app;
+    * with ``auto_install`` (default), routes that declare ``background_tasks: BackgroundTasks``
+      get a managed instance whose ``add_task`` returns the task id.
+    """
+
+    def __init__(
+        self,
+        app: FastAPI,
+        task_manager: TaskManager,
+        path: str = "/tasks",
+        display_func_args: bool = False,
+        auto_install: bool = True,
+        health_endpoints: bool = True,
+    ) -> None:
+        self.app = app
+        self.manager = task_manager
+        self.path = "/" + path.strip("/")
+        if display_func_args:
+            task_manager.display_func_args = True
+        app.include_router(build_router(task_manager), prefix=self.path)
+        if health_endpoints:
+            self._add_health(app)
+        if auto_install:
+            install()
+            app.add_middleware(ManagerContextMiddleware, manager=task_manager)
+        app.router.lifespan_context = self._wrap_lifespan(app.router.lifespan_context)
+
+    def _wrap_lifespan(self, inner: Lifespan) -> Lifespan:
+        manager = self.manager
+
+        # Our hooks wrap the app's own lifespan: tasks can be enqueued during its startup, and
+        # its shutdown code runs before the drain and the final flush.
+        @asynccontextmanager
+        async def lifespan(app: Any) -> AsyncIterator[Any]:
+            await manager.start()
+            try:
+                async with inner(app) as state:
+                    yield state
+            finally:
+                await manager.stop()
+
+        return lifespan
+
+    def _add_health(self, app: FastAPI) -> None:
+        manager = self.manager
+
+        @app.get("/healthz", include_in_schema=False)
+        async def healthz() -> dict[str, str]:
+            # Liveness only: the process answers. Never checks the backend, so an outage of the
+            # shared store never gets every instance restarted at once.
+            return {"status": "ok", "instance_id": manager.instance_id}
+
+        @app.get("/readyz", include_in_schema=False)
+        async def readyz() -> JSONResponse:
+            scheduler = manager._scheduler
+            body = {
+                "ready": manager.ready,
+                "draining": manager.draining,
+                "backend_reachable": scheduler.ready,
+                "unflushed": len(manager.store.unflushed_ids),
+                "instance_id": manager.instance_id,
+            }
+            return JSONResponse(body, status_code=200 if manager.ready else 503)

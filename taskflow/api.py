@@ -1,0 +1,75 @@
+"""The JSON API under ``/tasks``: list, detail, metrics, retry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import JSONResponse
+
+from taskflow import metrics
+from taskflow.manager import RetryRefused
+from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
+
+
+def build_router(manager: TaskManager) -> APIRouter:
+    router = APIRouter(tags=["taskflow"])
+
+    def show(record: Any) -> dict[str, Any]:
+        data: dict[str, Any] = record.to_dict(include_args=manager.display_func_args)
+        return data
+
+    @router.get("", summary="List tasks, newest first")
+    async def list_tasks(
+        status: Annotated[str | None, Query(description="pending, running, success, ...")] = None,
+        func_name: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> dict[str, Any]:
+        try:
+            query = TaskQuery.build(
+                status=status,
+                func_name=func_name,
+                limit=limit,
+                since=since,
+                until=until,
+                cursor=cursor,
+            )
+        except InvalidQuery as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        page = await manager._scheduler.aquery(query)
+        return {"items": [show(r) for r in page.records], "next_cursor": page.next_cursor}
+
+    @router.get("/metrics", summary="Counts by status and function, durations, flush health")
+    async def get_metrics() -> dict[str, Any]:
+        return await metrics.collect(manager)
+
+    @router.get("/{task_id}", summary="One task", responses={404: {"description": "Unknown id"}})
+    async def get_task(task_id: str) -> dict[str, Any]:
+        record = await manager._scheduler.aget(task_id)
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"task {task_id} not found")
+        return show(record)
+
+    @router.post(
+        "/{task_id}/retry",
+        status_code=202,
+        summary="Run a failed or interrupted task again as a new task",
+        responses={404: {"description": "Unknown id"}, 409: {"description": "Cannot retry"}},
+    )
+    async def retry_task(task_id: str) -> JSONResponse:
+        try:
+            record = await manager.retry(task_id)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"task {task_id} not found") from None
+        except RetryRefused as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        return JSONResponse({"task_id": record.task_id, "retry_of": task_id}, status_code=202)
+
+    return router

@@ -1,0 +1,89 @@
+"""The contract every snapshot backend fulfils."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from taskflow.models import TaskRecord
+from taskflow.query import Page, TaskQuery
+
+
+class BackendError(RuntimeError):
+    """The backend could not be reached or answered with something it should not have."""
+
+
+@dataclass(slots=True)
+class HistoryCounts:
+    """Totals over everything stored: by status and by function name."""
+
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_func: dict[str, int] = field(default_factory=dict)
+
+
+class SnapshotBackend(ABC):
+    """Shared store of task records, used by every instance that points at it.
+
+    Implementations are used from one event loop per process; every method is a coroutine and
+    never blocks the loop. Connections are opened in :meth:`open` (inside the server's lifespan,
+    after any fork), never in ``__init__``.
+    """
+
+    #: Short name shown in logs and metrics ("sqlite", "redis").
+    kind: str = "backend"
+
+    async def open(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Connect and prepare storage (schema, indexes). Idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Release connections. Idempotent; the backend may be opened again afterwards."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the data lives, for log lines (never includes a password)."""
+
+    @abstractmethod
+    def clone(self) -> SnapshotBackend:
+        """A new, unopened backend on the same store (used for calls from another event loop)."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise :class:`BackendError` unless the store answers right now."""
+
+    @abstractmethod
+    async def save(self, records: Sequence[TaskRecord]) -> None:
+        """Upsert ``records`` by task id, all in one atomic write.
+
+        Either every record is stored or none is (then it raises). Saving the same record twice
+        is harmless (idempotent). A record never moves from a terminal status back to a live one:
+        a stale live copy does not overwrite a finished record.
+        """
+
+    @abstractmethod
+    async def get(self, task_id: str) -> TaskRecord | None:
+        """The stored record with this id, or ``None``."""
+
+    @abstractmethod
+    async def query(self, query: TaskQuery) -> Page:
+        """Records matching ``query``, newest sort time first (ties by task id, descending).
+
+        Pages are stable: following ``next_cursor`` never repeats or skips a record that was
+        stored before the first page was read.
+        """
+
+    @abstractmethod
+    async def load_recent(self, limit: int) -> list[TaskRecord]:
+        """The ``limit`` newest records, newest first (used to warm memory at startup)."""
+
+    @abstractmethod
+    async def prune(self, *, older_than: datetime | None, keep: int | None) -> int:
+        """Delete finished records older than ``older_than`` and beyond the newest ``keep``.
+
+        Records and their index entries go together. Returns how many records were removed.
+        """
+
+    @abstractmethod
+    async def counts(self) -> HistoryCounts:
+        """Record counts by status and by function over everything stored."""

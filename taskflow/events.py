@@ -1,0 +1,52 @@
+"""In-process lifecycle events: what the flusher, the stream and metrics listen to."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from taskflow.models import TaskRecord
+
+logger = logging.getLogger("taskflow.events")
+
+
+class EventKind(str, Enum):
+    CREATED = "created"
+    STARTED = "started"
+    RETRYING = "retrying"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    kind: EventKind
+    record: TaskRecord
+
+
+class Listener(Protocol):
+    """Called synchronously on the event loop for every event; must be quick and not block."""
+
+    def __call__(self, event: TaskEvent) -> None: ...
+
+
+class EventBus:
+    """Fan events out to listeners. A failing listener is logged and never hurts the task."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Add a listener; returns a function that removes it again."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def publish(self, kind: EventKind, record: TaskRecord) -> None:
+        event = TaskEvent(kind, record)
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("taskflow event listener %r failed on %s", listener, kind.value)

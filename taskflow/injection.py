@@ -1,0 +1,82 @@
+"""Managed ``BackgroundTasks``: ``add_task`` returns the tracked task's id.
+
+Two ways in:
+
+* ``Depends(task_manager.get_tasks)`` needs no installation: it wraps the request's own
+  ``BackgroundTasks`` and binds it to that manager.
+* :func:`install` (done by ``TaskAdmin(auto_install=True)``) makes every route that keeps its
+  ``background_tasks: BackgroundTasks`` annotation receive a managed instance. FastAPI builds that
+  object from ``fastapi.dependencies.utils.BackgroundTasks``; we point that name at a subclass
+  that finds the app's manager through a context variable set by a small ASGI middleware. In
+  apps without ``TaskAdmin`` the subclass behaves exactly like FastAPI's own class.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import fastapi.dependencies.utils as fastapi_dependency_utils
+from fastapi import BackgroundTasks
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
+
+_current_manager: contextvars.ContextVar[TaskManager | None] = contextvars.ContextVar(
+    "taskflow_current_manager", default=None
+)
+
+
+class ManagedBackgroundTasks(BackgroundTasks):
+    """FastAPI ``BackgroundTasks`` whose ``add_task`` tracks the task and returns its id.
+
+    Without a manager (none bound, none installed for the current app) it is a plain
+    ``BackgroundTasks`` and ``add_task`` returns ``None``.
+    """
+
+    def __init__(self, tasks: Any = None, *, manager: TaskManager | None = None) -> None:
+        super().__init__(tasks)
+        self._manager = manager
+
+    def add_task(  # type: ignore[override]
+        self, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> str | None:
+        manager = self._manager or _current_manager.get()
+        if manager is None:
+            super().add_task(func, *args, **kwargs)
+            return None
+        record, runner = manager.enqueue(func, args, kwargs)
+        super().add_task(runner)
+        return record.task_id
+
+
+def bind(manager: TaskManager, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
+    """A managed view of the request's ``background_tasks``: tasks run after the response."""
+    managed = ManagedBackgroundTasks(manager=manager)
+    managed.tasks = background_tasks.tasks  # share the list FastAPI runs after the response
+    return managed
+
+
+def install() -> None:
+    """Make FastAPI build :class:`ManagedBackgroundTasks` for ``BackgroundTasks`` parameters."""
+    fastapi_dependency_utils.BackgroundTasks = ManagedBackgroundTasks  # type: ignore[attr-defined]
+
+
+class ManagerContextMiddleware:
+    """Pure ASGI middleware: requests to this app see its manager in the context variable."""
+
+    def __init__(self, app: ASGIApp, manager: TaskManager) -> None:
+        self.app = app
+        self.manager = manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = _current_manager.set(self.manager)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _current_manager.reset(token)

@@ -1,0 +1,142 @@
+"""Shared fixtures: a fresh manager and app per test, and an ASGI client that runs the lifespan."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from taskflow import TaskAdmin, TaskManager
+
+
+@pytest.fixture
+def manager() -> TaskManager:
+    return TaskManager()
+
+
+@pytest.fixture
+def make_client() -> Callable[[FastAPI], AsyncIterator[httpx.AsyncClient]]:
+    """Factory: an httpx client over ASGI with the app's lifespan running around it."""
+
+    async def factory(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                yield client
+
+    return factory  # type: ignore[return-value]
+
+
+@pytest.fixture
+async def app_client(manager: TaskManager) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An app with TaskAdmin mounted and its lifespan running."""
+    app = FastAPI()
+    TaskAdmin(app, manager)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield app, client
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A reachable Redis for the tests.
+
+    ``TASKFLOW_TEST_REDIS_URL`` (default db 15 on 127.0.0.1:6379) when it answers; otherwise a
+    private ``redis-server`` started on a free port for this session; skip only when neither is
+    possible.
+    """
+    url = os.environ.get("TASKFLOW_TEST_REDIS_URL", DEFAULT_TEST_REDIS_URL)
+    if _redis_answers(url):
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip(f"Redis not reachable at {url} and no redis-server binary to start one")
+    server = RedisProcess.start(binary, tmp_path_factory.mktemp("redis"))
+    try:
+        yield f"{server.url}/15"
+    finally:
+        server.stop()
+
+
+@dataclass
+class RedisProcess:
+    """A private redis-server on a free loopback port (used for tests that stop Redis)."""
+
+    binary: str
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    @classmethod
+    def start(cls, binary: str, workdir: Path, port: int | None = None) -> RedisProcess:
+        server = cls(binary, port or free_port(), workdir)
+        server.resume()
+        return server
+
+    def resume(self) -> None:
+        """(Re)start the server on the same port and wait until it answers."""
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _redis_answers(self.url):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

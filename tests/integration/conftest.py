@@ -1,0 +1,109 @@
+"""Real server processes on free loopback ports (cf. uvicorn's tests/utils.py::run_server)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Server:
+    """One uvicorn process serving an app from tests/integration/apps."""
+
+    app: str
+    port: int
+    log_path: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> Server:
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    self.app,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "info",
+                    *self.extra_args,
+                ],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.app} exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"{self.app} did not answer within {timeout}s:\n{self.log()}")
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def run_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Factory: ``run_server("tests.integration.apps.basic:app", env={...})`` -> a started Server.
+
+    Every server started through it is stopped (SIGTERM, then SIGKILL) when the test ends.
+    """
+    servers: list[Server] = []
+
+    def start(app: str, env: dict[str, str] | None = None, **kwargs: object) -> Server:
+        port = free_port()
+        server = Server(app, port, tmp_path / f"server-{port}.log", env or {}, **kwargs)  # type: ignore[arg-type]
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,92 @@
+"""TaskManager: registration, the store bound under many tasks, submitting outside requests."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import pytest
+
+from taskflow import TaskManager, TaskStatus
+from tests.helpers import wait_until_idle
+
+
+def test_task_decorator_with_and_without_arguments():
+    manager = TaskManager()
+
+    @manager.task
+    def plain() -> None: ...
+
+    @manager.task(retries=2, delay=0.5, backoff=3.0, name="custom")
+    async def configured() -> None: ...
+
+    assert manager.definition("plain").func is plain
+    custom = manager.definition("custom")
+    assert custom.func is configured
+    assert (custom.policy.retries, custom.policy.delay, custom.policy.backoff) == (2, 0.5, 3.0)
+    assert plain() is None  # the function comes back unchanged
+
+
+def test_two_functions_under_one_name_is_a_clear_error():
+    manager = TaskManager()
+
+    @manager.task(name="send")
+    def first() -> None: ...
+
+    def second() -> None: ...
+
+    with pytest.raises(ValueError, match="task name 'send' is already registered"):
+        manager.task(name="send")(second)
+    manager.task(name="send")(first)  # registering the same function again is harmless
+
+
+def test_snapshot_db_and_backend_together_is_an_error():
+    with pytest.raises(ValueError, match="not both"):
+        TaskManager(snapshot_db="a.db", snapshot_backend="sqlite:///b.db")
+
+
+def test_instance_id_defaults_to_host_and_pid():
+    import os
+
+    assert TaskManager().instance_id.endswith(f"-{os.getpid()}")
+    assert TaskManager(instance_id="web-1").instance_id == "web-1"
+
+
+async def noop(i: int) -> None:
+    return None
+
+
+async def _run_many(manager: TaskManager, count: int, batch: int = 5_000) -> None:
+    manager.task(noop)
+    for start in range(0, count, batch):
+        for i in range(start, min(count, start + batch)):
+            manager.submit(noop, i)
+        await wait_until_idle(manager)
+
+
+async def test_100k_tasks_stay_within_the_store_bound_and_memory_stays_flat():
+    manager = TaskManager(max_records=2_000)
+    await manager.start()
+    try:
+        await _run_many(manager, 20_000)
+        gc.collect()
+        tracemalloc.start()
+        baseline = tracemalloc.get_traced_memory()[0]
+        await _run_many(manager, 80_000)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - baseline
+        tracemalloc.stop()
+    finally:
+        await manager.stop()
+    assert len(manager.store) == 2_000
+    assert len(manager.store._calls) == 2_000
+    assert all(r.status is TaskStatus.SUCCESS for r in manager.store)
+    # 80,000 more tasks through a full store: memory must not grow with the task count
+    # (each record alone is ~1 KiB, so a leak would show as tens of MiB).
+    assert grown < 2 * 1024 * 1024, f"memory grew by {grown / 1024:.0f} KiB"
+
+
+async def test_submit_needs_a_started_manager():
+    manager = TaskManager()
+    with pytest.raises(RuntimeError, match="started manager"):
+        manager.submit(print)
