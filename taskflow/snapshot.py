@@ -68,6 +68,7 @@ class SnapshotScheduler:
         self._loops: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Any = None
+        self._closing = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -82,6 +83,7 @@ class SnapshotScheduler:
             return
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
+        self._closing = False
         self.store.track_unflushed = True
         self._unsubscribe = self.bus.subscribe(self._on_event)
         await self._connect()
@@ -92,9 +94,13 @@ class SnapshotScheduler:
 
     async def stop(self) -> None:
         """Final flush regardless of the interval, then close the backend."""
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._closing = True
+        self._wake.set()
+        for task in self._loops[1:]:
+            task.cancel()  # maintenance only sleeps and pings: no need to wait for it
+        # Let an in-flight write finish instead of cancelling it: some clients turn a
+        # cancellation in mid-command into an ordinary error, which would hide the cancel.
+        await _finish_or_cancel(self._loops, FINAL_FLUSH_SECONDS)
         self._loops = []
         if self.backend is None:
             return
@@ -164,9 +170,11 @@ class SnapshotScheduler:
         # Group commit: everything that finished while a write was in flight goes into the next
         # write, so one transaction carries many records under load and one at low load.
         delay = RETRY_FIRST
-        while True:
+        while not self._closing:
             await self._wake.wait()
             self._wake.clear()
+            if self._closing:
+                return
             if await self.flush():
                 delay = RETRY_FIRST
                 continue
@@ -177,7 +185,7 @@ class SnapshotScheduler:
     async def _maintenance_loop(self) -> None:
         now = time.monotonic()
         last_flush = last_ping = last_prune = now
-        while True:
+        while not self._closing:
             await asyncio.sleep(TICK_SECONDS)
             now = time.monotonic()
             if now - last_flush >= self.interval:
@@ -322,3 +330,17 @@ class SnapshotScheduler:
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)
             return future.result(timeout=SYNC_QUERY_TIMEOUT)
         return asyncio.run(coro)
+
+
+async def _finish_or_cancel(tasks: list[asyncio.Task[None]], timeout: float) -> None:
+    """Wait up to ``timeout`` for tasks to end by themselves, then cancel the rest.
+
+    Never waits without a bound, even on a task whose code swallowed its cancellation.
+    """
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=1.0)

@@ -93,6 +93,7 @@ class RedisProcess:
     binary: str
     port: int
     workdir: Path
+    appendonly: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,30 +101,22 @@ class RedisProcess:
         return f"redis://127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, binary: str, workdir: Path, port: int | None = None) -> RedisProcess:
-        server = cls(binary, port or free_port(), workdir)
+    def start(
+        cls, binary: str, workdir: Path, port: int | None = None, *, appendonly: bool = False
+    ) -> RedisProcess:
+        """``appendonly`` keeps data across a stop and restart (AOF, fsync on every write)."""
+        server = cls(binary, port or free_port(), workdir, appendonly)
         server.resume()
         return server
 
     def resume(self) -> None:
         """(Re)start the server on the same port and wait until it answers."""
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        persistence = ["--appendonly", "no"]
+        if self.appendonly:
+            persistence = ["--appendonly", "yes", "--appendfsync", "always"]
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--dir", str(self.workdir), *persistence]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not _redis_answers(self.url):
             if time.monotonic() > deadline or self.proc.poll() is not None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.integration.history import BackendUnderTest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,6 +79,16 @@ class Server:
         assert self.proc is not None
         return self.proc.wait(timeout)
 
+    def wait_clean_exit(self, timeout: float = 30.0) -> None:
+        """Wait for the process to finish a graceful shutdown.
+
+        uvicorn re-raises the signal it caught once shutdown is complete, so a clean exit after
+        SIGTERM shows as -SIGTERM (or 0 on older versions); the log must show it completed.
+        """
+        code = self.wait(timeout)
+        assert code in (0, -signal.SIGTERM), f"exit code {code}:\n{self.log()}"
+        assert "Finished server process" in self.log(), self.log()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -107,3 +119,36 @@ def run_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendUnderTest]:
+    """One shared store for several app processes: a WAL SQLite file, or a Redis key prefix."""
+    if request.param == "sqlite":
+        from taskflow.backends import SqliteBackend
+
+        db = tmp_path / "shared.db"
+        yield BackendUnderTest("sqlite", {"TEST_BACKEND_URL": f"sqlite:///{db}"},
+                               lambda: SqliteBackend(db))
+        return
+    from taskflow.backends import RedisBackend
+
+    url = request.getfixturevalue("redis_url")
+    prefix = f"tftest-{uuid.uuid4().hex[:8]}"
+    yield BackendUnderTest(
+        "redis", {"TEST_BACKEND_URL": url, "TEST_REDIS_PREFIX": prefix},
+        lambda: RedisBackend(url, prefix=prefix),
+    )
+    delete_redis_prefix(url, prefix)
+
+
+def delete_redis_prefix(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()

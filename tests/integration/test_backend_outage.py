@@ -1,0 +1,69 @@
+"""Redis goes away for 10 s during a burst: the app keeps serving, /readyz says not ready, and
+every record finished meanwhile is written once Redis is back."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import httpx
+import pytest
+
+from taskflow.backends import RedisBackend
+from tests.conftest import RedisProcess
+from tests.integration.history import BackendUnderTest, wait_for
+
+APP = "tests.integration.apps.basic:app"
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server binary missing: cannot stop and restart a private Redis")
+    server = RedisProcess.start(binary, tmp_path, appendonly=True)
+    yield server
+    server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_redis_outage_buffers_records_and_writes_them_when_it_returns(run_server, private_redis):
+    url = f"{private_redis.url}/0"
+    backend = BackendUnderTest("redis", {}, lambda: RedisBackend(url, prefix="outage"))
+    app = run_server(
+        APP, env={"TEST_BACKEND_URL": url, "TEST_REDIS_PREFIX": "outage",
+                  "TEST_SNAPSHOT_INTERVAL": "30"},
+    )
+    client = httpx.Client(base_url=app.url, timeout=10)
+
+    def enqueue(count: int) -> list[str]:
+        response = client.post("/burst", params={"count": count, "seconds": 0.01})
+        assert response.status_code == 200
+        return list(response.json()["task_ids"])
+
+    before = enqueue(50)
+    wait_for(lambda: set(before) <= backend.stored().keys(), 10, "records before the outage")
+
+    private_redis.stop()
+    outage_started = time.monotonic()
+    during: list[str] = []
+    readiness: list[int] = []
+    while time.monotonic() - outage_started < 10:
+        during += enqueue(20)
+        readiness.append(client.get("/readyz").status_code)
+        assert client.get("/tasks", params={"limit": 5}).status_code == 200
+        time.sleep(0.25)
+    assert 503 in readiness, "readyz never reported the outage"
+    assert readiness[-1] == 503
+    unflushed = client.get("/tasks/metrics").json()["persistence"]["unflushed"]
+    assert unflushed == len(during), "finished records should wait in memory"
+
+    private_redis.resume()
+    wait_for(lambda: client.get("/readyz").status_code == 200, 15, "readyz after Redis is back")
+    wait_for(lambda: set(before + during) <= backend.stored().keys(), 15, "buffered records")
+    stored = backend.stored()
+    assert {stored[i].status.value for i in during} == {"success"}
+    metrics = client.get("/tasks/metrics").json()["persistence"]
+    assert metrics["unflushed"] == 0 and metrics["flush_failures"] > 0
+    assert metrics["dropped_unflushed"] == 0
+    client.close()
