@@ -128,15 +128,17 @@ def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[B
         from taskflow.backends import SqliteBackend
 
         db = tmp_path / "shared.db"
-        yield BackendUnderTest("sqlite", {"TEST_BACKEND_URL": f"sqlite:///{db}"},
-                               lambda: SqliteBackend(db))
+        yield BackendUnderTest(
+            "sqlite", {"TEST_BACKEND_URL": f"sqlite:///{db}"}, lambda: SqliteBackend(db)
+        )
         return
     from taskflow.backends import RedisBackend
 
     url = request.getfixturevalue("redis_url")
     prefix = f"tftest-{uuid.uuid4().hex[:8]}"
     yield BackendUnderTest(
-        "redis", {"TEST_BACKEND_URL": url, "TEST_REDIS_PREFIX": prefix},
+        "redis",
+        {"TEST_BACKEND_URL": url, "TEST_REDIS_PREFIX": prefix},
         lambda: RedisBackend(url, prefix=prefix),
     )
     delete_redis_prefix(url, prefix)

@@ -31,8 +31,12 @@ def test_redis_outage_buffers_records_and_writes_them_when_it_returns(run_server
     url = f"{private_redis.url}/0"
     backend = BackendUnderTest("redis", {}, lambda: RedisBackend(url, prefix="outage"))
     app = run_server(
-        APP, env={"TEST_BACKEND_URL": url, "TEST_REDIS_PREFIX": "outage",
-                  "TEST_SNAPSHOT_INTERVAL": "30"},
+        APP,
+        env={
+            "TEST_BACKEND_URL": url,
+            "TEST_REDIS_PREFIX": "outage",
+            "TEST_SNAPSHOT_INTERVAL": "30",
+        },
     )
     client = httpx.Client(base_url=app.url, timeout=10)
 
