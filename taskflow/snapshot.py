@@ -170,10 +170,10 @@ class SnapshotScheduler:
         # Group commit: everything that finished while a write was in flight goes into the next
         # write, so one transaction carries many records under load and one at low load.
         delay = RETRY_FIRST
-        while not self._closing:
+        while True:
             await self._wake.wait()
             self._wake.clear()
-            if self._closing:
+            if self._closing:  # stop() sets it, then wakes us: the final flush is its job
                 return
             if await self.flush():
                 delay = RETRY_FIRST

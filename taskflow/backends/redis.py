@@ -1,0 +1,277 @@
+"""Redis snapshot backend: any number of instances on any number of hosts share one history.
+
+Records are hashes, listings are sorted sets scored by sort time (see :mod:`redis_keys`), and
+every multi-key change is one Lua script call (see :mod:`redis_scripts`), so the indexes always
+agree with the records. Every Redis or network error surfaces as :class:`BackendError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
+
+from taskflow.backends import redis_scripts
+from taskflow.backends.base import BackendError, HistoryCounts, SnapshotBackend
+from taskflow.backends.codec import decode_record, encode_record
+from taskflow.backends.redis_keys import DEFAULT_PREFIX, RedisKeys
+from taskflow.models import TaskRecord, TaskStatus
+from taskflow.query import Page, TaskQuery, make_page, sort_ts
+
+logger = logging.getLogger(__name__)
+
+#: Most finished records one prune script call removes; each call blocks Redis only briefly.
+PRUNE_CHUNK = 1000
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+class RedisBackend(SnapshotBackend):
+    """Task history in Redis under one key prefix.
+
+    The URL is validated at construction; no connection is made before :meth:`open`, and
+    :meth:`open` itself only builds the pool, so an unreachable server shows up in
+    :meth:`ping` and in the calls that need it, never as a failed start.
+    """
+
+    kind = "redis"
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        max_connections: int = 20,
+        socket_timeout: float = 5.0,
+        socket_connect_timeout: float = 5.0,
+        health_check_interval: float = 15.0,
+        pool_timeout: float = 5.0,
+        retries: int = 3,
+    ) -> None:
+        check_url(url)
+        if max_connections < 1 or retries < 0:
+            raise ValueError("max_connections must be >= 1 and retries >= 0")
+        self.url = url
+        self.keys = RedisKeys(prefix)
+        self.max_connections = max_connections
+        self.socket_timeout = socket_timeout
+        self.socket_connect_timeout = socket_connect_timeout
+        self.health_check_interval = health_check_interval
+        self.pool_timeout = pool_timeout
+        self.retries = retries
+        self._client: Redis | None = None
+        self._scripts: dict[str, Any] = {}
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisBackend:
+        """``redis://[user:password@]host[:port][/db]``, ``rediss://...`` or ``unix:///path``."""
+        return cls(url, **options)
+
+    def describe(self) -> str:
+        return f"{mask_url(self.url)} prefix={self.keys.prefix}"
+
+    def clone(self) -> RedisBackend:
+        return RedisBackend(
+            self.url,
+            prefix=self.keys.prefix,
+            max_connections=self.max_connections,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.socket_connect_timeout,
+            health_check_interval=self.health_check_interval,
+            pool_timeout=self.pool_timeout,
+            retries=self.retries,
+        )
+
+    async def open(self) -> None:
+        """Build the connection pool and register the scripts (no round trip yet)."""
+        if self._client is not None:
+            return
+        pool = BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.max_connections,
+            timeout=self.pool_timeout,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.socket_connect_timeout,
+            health_check_interval=self.health_check_interval,
+            retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), self.retries),
+            retry_on_error=[ConnectionError, TimeoutError],
+            decode_responses=True,
+        )
+        client = Redis(connection_pool=pool)
+        self._scripts = {
+            name: client.register_script(getattr(redis_scripts, name))
+            for name in ("SAVE", "PAGE", "PRUNE")
+        }
+        self._client = client
+        logger.info("Redis history at %s", self.describe())
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            await client.aclose()
+            await client.connection_pool.aclose()
+        except (RedisError, OSError) as exc:  # a dead server must not fail a shutdown
+            logger.debug("closing Redis connections to %s: %s", self.describe(), exc)
+
+    async def ping(self) -> None:
+        with self._errors("ping"):
+            await self._require().ping()
+
+    async def save(self, records: Sequence[TaskRecord]) -> None:
+        """Upsert ``records`` in one script call: all of them or (on error) none."""
+        if not records:
+            return
+        args: list[Any] = list(self.keys.script_prefixes)
+        for r in records:
+            args += (r.task_id, r.status.value, r.func_name, repr(sort_ts(r)), encode_record(r))
+        await self._script("save", "SAVE", self.keys.script_keys, args)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        with self._errors("get"):
+            data = await self._require().hget(self.keys.task(task_id), "data")
+        return None if data is None else decode_record(data, task_id, logger)
+
+    async def query(self, query: TaskQuery) -> Page:
+        index = self.keys.index(query.status, query.func_name)
+        return make_page(await self._collect(index, query, query.limit + 1), query.limit)
+
+    async def load_recent(self, limit: int) -> list[TaskRecord]:
+        return await self._collect(self.keys.index(), TaskQuery(), limit)
+
+    async def prune(self, *, older_than: datetime | None, keep: int | None) -> int:
+        """Remove finished records and all their index entries, oldest first, in atomic chunks."""
+        if keep is not None and keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
+        if older_than is None and keep is None:
+            return 0
+        below = "" if older_than is None else repr(_epoch(older_than))
+        args = [*self.keys.script_prefixes, below, "" if keep is None else keep, PRUNE_CHUNK]
+        removed = 0
+        while True:
+            n = int(await self._script("prune", "PRUNE", self.keys.script_keys, args))
+            removed += n
+            if n < PRUNE_CHUNK:
+                break
+        if removed:
+            logger.info("pruned %d finished tasks from %s", removed, self.describe())
+        return removed
+
+    async def counts(self) -> HistoryCounts:
+        client = self._require()
+        statuses = [s.value for s in TaskStatus]
+        with self._errors("counts"):
+            async with client.pipeline(transaction=False) as pipe:
+                for status in statuses:
+                    pipe.zcard(self.keys.index(TaskStatus(status)))
+                pipe.smembers(self.keys.funcs)
+                *by_status, funcs = await pipe.execute()
+                names = sorted(funcs)
+                for name in names:
+                    pipe.zcard(self.keys.index(func_name=name))
+                by_func = await pipe.execute()
+        return HistoryCounts(
+            {s: int(n) for s, n in zip(statuses, by_status, strict=True) if n},
+            {f: int(n) for f, n in zip(names, by_func, strict=True) if n},
+        )
+
+    async def _collect(self, index: str, query: TaskQuery, want: int) -> list[TaskRecord]:
+        # Malformed or missing records are skipped; when that leaves a batch short, continue
+        # after the last member read so a page still holds `want` records when that many exist.
+        high = "+inf" if query.until is None else repr(query.until.timestamp())
+        low = "-inf" if query.since is None else repr(query.since.timestamp())
+        after = (query.cursor.sort_ts, query.cursor.task_id) if query.cursor else None
+        if after is not None and query.until is not None and after[0] > query.until.timestamp():
+            after = None  # everything up to `until` is already past the cursor
+        if after is not None and query.since is not None and after[0] < query.since.timestamp():
+            return []
+        records: list[TaskRecord] = []
+        while len(records) < want:
+            batch = want - len(records)
+            cursor = ("", "") if after is None else (repr(after[0]), after[1])
+            args = [self.keys.script_prefixes[0], high, low, batch, *cursor]
+            flat = await self._script("query", "PAGE", [index], args)
+            for task_id, data in zip(flat[0::3], flat[2::3], strict=True):
+                if data is None:
+                    logger.warning("skipping task %s: indexed in %s but not stored", task_id, index)
+                    continue
+                record = decode_record(data, task_id, logger)
+                if record is not None:
+                    records.append(record)
+            if len(flat) < 3 * batch:
+                break
+            after = (float(flat[-2]), flat[-3])
+        return records
+
+    async def _script(self, action: str, name: str, keys: list[str], args: list[Any]) -> Any:
+        client = self._require()
+        with self._errors(action):
+            return await self._scripts[name](keys=keys, args=args, client=client)
+
+    def _require(self) -> Redis:
+        if self._client is None:
+            raise BackendError(f"{self.describe()} is not open")
+        return self._client
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise BackendError(f"Redis {action} failed on {self.describe()}: {exc}") from exc
+
+
+def check_url(url: str) -> None:
+    """Raise ``ValueError`` naming what is wrong with a Redis URL, without connecting."""
+    shown = mask_url(url) if isinstance(url, str) else repr(url)
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES:
+        raise ValueError(f"Redis URL {shown!r} has scheme {parts.scheme!r}; use one of {_SCHEMES}")
+    query = parse_qs(parts.query)
+    db = query["db"][0] if "db" in query else parts.path.strip("/")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"Redis URL {shown!r} has no socket path; use unix:///path/to/sock")
+        db = query["db"][0] if "db" in query else ""
+    elif not parts.hostname:
+        raise ValueError(f"Redis URL {shown!r} has no host; use redis://host:6379/0")
+    try:
+        parts.port  # noqa: B018 - urllib validates the port when it is read
+    except ValueError:
+        raise ValueError(
+            f"Redis URL {shown!r} has a port that is not a number in 0-65535"
+        ) from None
+    if db and not db.isdigit():
+        raise ValueError(f"Redis URL {shown!r}: database {db!r} is not a non-negative integer")
+    try:
+        parse_url(url)  # the options redis-py reads from the query string
+    except ValueError as exc:
+        raise ValueError(f"Redis URL {shown!r}: {exc}") from None
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (in the user info or a ``password=`` option) replaced."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:***@{host}"
+    query = "&".join(
+        "password=***" if item.lower().startswith("password=") else item
+        for item in parts.query.split("&")
+        if item
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _epoch(moment: datetime) -> float:
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()

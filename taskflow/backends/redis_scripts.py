@@ -1,0 +1,149 @@
+"""Lua scripts of the Redis backend: each call is atomic, so records and indexes never disagree.
+
+Write scripts take ``KEYS = RedisKeys.script_keys`` (idx:all, idx:done, funcs) and start their
+ARGV with ``RedisKeys.script_prefixes`` (task:, idx:status:, idx:func:, idx:sf:). Scripts read
+everything first and write afterwards where they can, because Redis does not roll back a script
+that fails half way: a wrong-type key then fails the call before anything changed.
+"""
+
+from __future__ import annotations
+
+from taskflow.backends.codec import TERMINAL_VALUES
+from taskflow.models import TaskStatus
+
+
+def _lua_set(values: tuple[str, ...]) -> str:
+    return "{" + ", ".join(f"['{v}'] = true" for v in values) + "}"
+
+
+def _lua_list(values: tuple[str, ...]) -> str:
+    return "{" + ", ".join(f"'{v}'" for v in values) + "}"
+
+
+#: ARGV after the prefixes: 5 values per record (id, status, function, sort time, JSON data).
+#: A stored finished record is never replaced by a live (pending/running) copy. Returns how
+#: many records were written.
+SAVE = """
+local task_p, status_p, func_p, sf_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local terminal = __TERMINAL__
+local state = {}
+for i = 5, #ARGV, 5 do
+  local id = ARGV[i]
+  if state[id] == nil then
+    state[id] = redis.call('HMGET', task_p .. id, 'status', 'func_name')
+  end
+end
+local saved, known = 0, {}
+for i = 5, #ARGV, 5 do
+  local id, st, fn, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local old_st, old_fn = state[id][1], state[id][2]
+  if not (old_st and terminal[old_st] and not terminal[st]) then
+    if old_st and old_st ~= st then
+      redis.call('ZREM', status_p .. old_st, id)
+    end
+    if old_st and old_fn and (old_st ~= st or old_fn ~= fn) then
+      redis.call('ZREM', sf_p .. old_st .. ':' .. old_fn, id)
+    end
+    if old_fn and old_fn ~= fn then
+      redis.call('ZREM', func_p .. old_fn, id)
+      if redis.call('EXISTS', func_p .. old_fn) == 0 then redis.call('SREM', KEYS[3], old_fn) end
+    end
+    redis.call('HSET', task_p .. id, 'data', ARGV[i + 4], 'status', st, 'func_name', fn,
+      'sort_ts', ts)
+    redis.call('ZADD', KEYS[1], ts, id)
+    redis.call('ZADD', status_p .. st, ts, id)
+    redis.call('ZADD', func_p .. fn, ts, id)
+    redis.call('ZADD', sf_p .. st .. ':' .. fn, ts, id)
+    if terminal[st] then
+      -- (a live record never was finished: that save would have been skipped above)
+      redis.call('ZADD', KEYS[2], ts, id)
+    end
+    if not known[fn] then
+      redis.call('SADD', KEYS[3], fn)
+      known[fn] = true
+    end
+    state[id] = {st, fn}
+    saved = saved + 1
+  end
+end
+return saved
+""".replace("__TERMINAL__", _lua_set(TERMINAL_VALUES))
+
+#: KEYS[1]: the index to list. ARGV: record hash prefix, highest and lowest score ("+inf",
+#: "-inf" or a number), how many, and a cursor: its score ("" for none) and task id. Returns
+#: id, score, data (nil when the hash is missing) for up to that many members strictly after
+#: the cursor in (score, id) descending order, all read from one snapshot.
+PAGE = """
+local index, task_p = KEYS[1], ARGV[1]
+local high, low, want = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local cursor_score, cursor_id = ARGV[5], ARGV[6]
+local out, n = {}, 0
+local function emit(id, score)
+  out[#out + 1] = id
+  out[#out + 1] = score
+  out[#out + 1] = redis.call('HGET', task_p .. id, 'data')
+  n = n + 1
+end
+-- Byte order, as Redis orders members (Lua's own `<` on strings follows the server's locale).
+local function before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+if cursor_score ~= '' then
+  -- Members tied with the cursor's score come first, id descending: keep those after it.
+  local offset = 0
+  repeat
+    local tied = redis.call('ZRANGE', index, cursor_score, cursor_score, 'BYSCORE', 'REV',
+      'LIMIT', offset, 256)
+    for _, id in ipairs(tied) do
+      if n < want and before(id, cursor_id) then emit(id, cursor_score) end
+    end
+    offset = offset + #tied
+  until #tied < 256 or n >= want
+  high = '(' .. cursor_score
+end
+if n < want then
+  local rest = redis.call('ZRANGE', index, high, low, 'BYSCORE', 'REV', 'LIMIT', 0, want - n,
+    'WITHSCORES')
+  for i = 1, #rest, 2 do emit(rest[i], rest[i + 1]) end
+end
+return out
+"""
+
+#: ARGV after the prefixes: the score finished records must be below to go ("" for no age
+#: limit), how many finished records to keep ("" for no count limit) and the most to remove in
+#: this call. Removes the oldest finished records first, each with every index entry naming
+#: it. Returns how many it removed.
+PRUNE = """
+local task_p, status_p, func_p, sf_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local below, keep, chunk = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local statuses = __STATUSES__
+local n = 0
+if below ~= '' then n = redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. below) end
+if keep ~= '' then n = math.max(n, redis.call('ZCARD', KEYS[2]) - tonumber(keep)) end
+n = math.min(n, chunk)
+if n <= 0 then return 0 end
+local ids = redis.call('ZRANGE', KEYS[2], 0, n - 1)
+local funcs = {}
+for i, id in ipairs(ids) do
+  funcs[i] = redis.call('HGET', task_p .. id, 'func_name')
+end
+for i, id in ipairs(ids) do
+  local fn = funcs[i]
+  redis.call('DEL', task_p .. id)
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZREM', KEYS[2], id)
+  for _, st in ipairs(statuses) do
+    redis.call('ZREM', status_p .. st, id)
+    if fn then redis.call('ZREM', sf_p .. st .. ':' .. fn, id) end
+  end
+  if fn then
+    redis.call('ZREM', func_p .. fn, id)
+    if redis.call('EXISTS', func_p .. fn) == 0 then redis.call('SREM', KEYS[3], fn) end
+  end
+end
+return #ids
+""".replace("__STATUSES__", _lua_list(tuple(s.value for s in TaskStatus)))

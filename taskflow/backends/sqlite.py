@@ -1,0 +1,287 @@
+"""SQLite snapshot backend: one WAL file shared by every process on one host (never on NFS).
+
+Every call runs on aiosqlite's own thread, so the event loop never waits on the disk. Writes
+are ``BEGIN IMMEDIATE`` transactions; SQLITE_BUSY is waited out by ``busy_timeout`` first and
+then retried with backoff, so callers never see "database is locked" for a passing contention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import aiosqlite
+
+from taskflow.backends.base import BackendError, HistoryCounts, SnapshotBackend
+from taskflow.backends.codec import decode_record
+from taskflow.backends.sqlite_schema import check_identity, not_taskflow, prepare_schema
+from taskflow.backends.sqlite_sql import (
+    COUNT_BY_FUNC,
+    COUNT_BY_STATUS,
+    PRUNE_BEYOND,
+    PRUNE_OLDER,
+    UPSERT,
+    epoch,
+    select_sql,
+    task_row,
+)
+from taskflow.backends.sqlite_txn import Op, fetchall, retry_busy, transaction
+from taskflow.backends.sqlite_wal import SAFETY_AUTOCHECKPOINT_PAGES, Checkpointer
+from taskflow.models import TaskRecord
+from taskflow.query import Page, TaskQuery, make_page
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Size the WAL file is truncated back to after a checkpoint (``PRAGMA journal_size_limit``).
+DEFAULT_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+class SqliteBackend(SnapshotBackend):
+    """Task history in one SQLite file, shared by the processes of one host.
+
+    ``path`` is created (with its directory) on :meth:`open`. A passive WAL checkpoint runs in
+    the background after a write once the WAL exceeds ``checkpoint_size`` bytes or
+    ``checkpoint_interval`` seconds have passed; ``journal_size_limit`` bounds the WAL file
+    left behind.
+    """
+
+    kind = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 10.0,
+        journal_size_limit: int = DEFAULT_JOURNAL_SIZE_LIMIT,
+        checkpoint_size: int = 4 * 1024 * 1024,
+        checkpoint_interval: float = 30.0,
+    ) -> None:
+        text = os.fspath(path)
+        if not text or text == ":memory:" or text.startswith("file:"):
+            raise ValueError(
+                f"SQLite path {text!r} is not a file path; the history must live in a file "
+                "that every process can open"
+            )
+        if busy_timeout <= 0 or journal_size_limit < 0 or checkpoint_size < 0:
+            raise ValueError("busy_timeout must be > 0; journal_size_limit, checkpoint_size >= 0")
+        self.path = os.path.abspath(os.path.expanduser(text))
+        self.busy_timeout = busy_timeout
+        self.journal_size_limit = journal_size_limit
+        self.checkpoint_size = checkpoint_size
+        self.checkpoint_interval = checkpoint_interval
+        self._conn: aiosqlite.Connection | None = None
+        self._lock: asyncio.Lock | None = None
+        self._checkpointer: Checkpointer | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SqliteBackend:
+        """``sqlite:///relative/tasks.db`` or ``sqlite:////absolute/tasks.db`` (as SQLAlchemy)."""
+        scheme, _, rest = url.partition(":")
+        if scheme.lower() != "sqlite" or not rest.startswith("//"):
+            raise ValueError(f"SQLite URL {url!r} must look like sqlite:///path/to/tasks.db")
+        parts = urlsplit(url)
+        if parts.netloc:
+            raise ValueError(
+                f"SQLite URL {url!r} names a host ({parts.netloc!r}); SQLite files are local: "
+                "use three slashes, sqlite:///path/to/tasks.db"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"SQLite URL {url!r} has a query or fragment; none is supported")
+        path = unquote(parts.path)[1:]  # drop the "/" that ends the (empty) authority
+        if not path:
+            raise ValueError(f"SQLite URL {url!r} has no file path; use sqlite:///path/to/tasks.db")
+        return cls(path, **options)
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
+
+    def clone(self) -> SqliteBackend:
+        return SqliteBackend(
+            self.path,
+            busy_timeout=self.busy_timeout,
+            journal_size_limit=self.journal_size_limit,
+            checkpoint_size=self.checkpoint_size,
+            checkpoint_interval=self.checkpoint_interval,
+        )
+
+    async def open(self) -> None:
+        """Open the file in WAL mode and create or migrate the schema (race-free across processes).
+
+        Raises :class:`BackendError` naming the file when it cannot be opened or is not a
+        taskflow database; the file is then left untouched.
+        """
+        if self._conn is not None:
+            return
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            conn = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=self.busy_timeout
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise BackendError(f"cannot open SQLite history {self.path}: {exc}") from exc
+        try:
+            await retry_busy(lambda: self._configure(conn))
+            await retry_busy(lambda: transaction(conn, lambda c: prepare_schema(c, self.path)))
+            checkpointer = Checkpointer(
+                self.path,
+                size=self.checkpoint_size,
+                interval=self.checkpoint_interval,
+                journal_size_limit=self.journal_size_limit,
+            )
+            await checkpointer.open()
+        except BaseException as exc:
+            await conn.close()
+            if isinstance(exc, sqlite3.OperationalError):
+                raise BackendError(f"cannot open SQLite history {self.path}: {exc}") from exc
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise not_taskflow(self.path, str(exc)) from exc
+            raise
+        self._conn, self._lock, self._checkpointer = conn, asyncio.Lock(), checkpointer
+        logger.info("SQLite history at %s (SQLite %s)", self.path, sqlite3.sqlite_version)
+
+    async def close(self) -> None:
+        """Disconnect, truncating the WAL when no other process is busy with it."""
+        if self._lock is None:
+            return
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            checkpointer, self._checkpointer = self._checkpointer, None
+            if conn is not None:
+                await conn.close()
+            if checkpointer is not None:
+                await checkpointer.close()
+
+    async def ping(self) -> None:
+        await self._run("ping", fetchall("SELECT 1", ()))
+
+    async def save(self, records: Sequence[TaskRecord]) -> None:
+        """Upsert all ``records`` in one ``BEGIN IMMEDIATE`` transaction."""
+        if not records:
+            return
+        rows = [task_row(record) for record in records]  # overlaps a checkpoint in flight
+
+        async def upsert(conn: aiosqlite.Connection) -> None:
+            await conn.executemany(UPSERT, rows)
+
+        await self._run("save", upsert, write=True)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        rows = await self._run(
+            "get", fetchall("SELECT data FROM tasks WHERE task_id = ?", (task_id,))
+        )
+        return decode_record(rows[0][0], task_id, logger) if rows else None
+
+    async def query(self, query: TaskQuery) -> Page:
+        return make_page(await self._select(query, query.limit + 1), query.limit)
+
+    async def load_recent(self, limit: int) -> list[TaskRecord]:
+        return await self._select(TaskQuery(), limit)
+
+    async def prune(self, *, older_than: datetime | None, keep: int | None) -> int:
+        """Delete finished rows by age and beyond the newest ``keep``, in one transaction."""
+        if keep is not None and keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
+        if older_than is None and keep is None:
+            return 0
+
+        async def delete(conn: aiosqlite.Connection) -> int:
+            removed = 0
+            if older_than is not None:
+                removed += (await conn.execute(PRUNE_OLDER, (epoch(older_than),))).rowcount
+            if keep is not None:
+                removed += (await conn.execute(PRUNE_BEYOND, (keep,))).rowcount
+            return removed
+
+        removed = await self._run("prune", delete, write=True)
+        if removed:
+            logger.info("pruned %d finished tasks from %s", removed, self.path)
+        return removed
+
+    async def counts(self) -> HistoryCounts:
+        async def count(conn: aiosqlite.Connection) -> HistoryCounts:
+            by_status = await conn.execute_fetchall(COUNT_BY_STATUS)
+            by_func = await conn.execute_fetchall(COUNT_BY_FUNC)
+            return HistoryCounts(
+                {str(k): int(n) for k, n in by_status}, {str(k): int(n) for k, n in by_func}
+            )
+
+        return await self._run("counts", lambda c: transaction(c, count, begin="BEGIN"))
+
+    async def pragmas(self) -> dict[str, Any]:
+        """This connection's effective settings (journal mode, busy timeout...), for diagnostics."""
+        names = (
+            "journal_mode",
+            "busy_timeout",
+            "synchronous",
+            "journal_size_limit",
+            "user_version",
+        )
+
+        async def read(conn: aiosqlite.Connection) -> dict[str, Any]:
+            values = {}
+            for name in names:
+                (row,) = await conn.execute_fetchall(f"PRAGMA {name}")
+                values[name] = row[0]
+            return values
+
+        return await self._run("pragmas", read)
+
+    async def _select(self, query: TaskQuery, want: int) -> list[TaskRecord]:
+        # Malformed rows are skipped; when that leaves the batch short, continue after the last
+        # row read so a page still holds `want` records when that many exist.
+        records: list[TaskRecord] = []
+        after: tuple[float, str] | None = None
+        while len(records) < want:
+            sql, params = select_sql(query, after)
+            batch = want - len(records)
+            rows = await self._run("query", fetchall(sql, (*params, batch)))
+            for task_id, _, data in rows:
+                record = decode_record(data, task_id, logger)
+                if record is not None:
+                    records.append(record)
+            if len(rows) < batch:
+                break
+            after = (rows[-1][1], rows[-1][0])
+        return records
+
+    async def _configure(self, conn: aiosqlite.Connection) -> None:
+        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        # Before WAL, so a foreign file stays untouched; in one read transaction, so another
+        # process creating the schema meanwhile is seen entirely or not at all.
+        await transaction(conn, lambda c: check_identity(c, self.path), begin="BEGIN")
+        rows = list(await conn.execute_fetchall("PRAGMA journal_mode = WAL"))
+        if str(rows[0][0]).lower() != "wal":
+            raise BackendError(
+                f"SQLite refused WAL journal mode for {self.path} (got {rows[0][0]!r}); "
+                "the file must be on a local filesystem"
+            )
+        await conn.execute("PRAGMA synchronous = NORMAL")
+        await conn.execute(f"PRAGMA journal_size_limit = {int(self.journal_size_limit)}")
+        await conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_AUTOCHECKPOINT_PAGES}")
+
+    async def _run(self, action: str, op: Op[T], *, write: bool = False) -> T:
+        if self._lock is None:
+            raise BackendError(f"{self.describe()} is not open")
+        if write and self._checkpointer is not None:
+            await self._checkpointer.wait()
+        async with self._lock:  # one statement sequence at a time on the one connection
+            conn = self._conn
+            if conn is None:
+                raise BackendError(f"{self.describe()} is not open")
+            try:
+                if not write:
+                    return await retry_busy(lambda: op(conn))
+                result = await retry_busy(lambda: transaction(conn, op))
+                if self._checkpointer is not None:
+                    self._checkpointer.wrote()
+                return result
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite {action} failed on {self.path}: {exc}") from exc

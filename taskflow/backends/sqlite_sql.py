@@ -1,0 +1,88 @@
+"""The SQL the SQLite backend runs against the ``tasks`` table, and the rows it binds."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from taskflow.backends.codec import TERMINAL_VALUES, encode_record
+from taskflow.models import TaskRecord
+from taskflow.query import TaskQuery, sort_ts
+
+_TERMINAL = ", ".join(f"'{value}'" for value in TERMINAL_VALUES)
+
+# A stale live copy (pending/running) never replaces a finished row; anything else is upserted.
+UPSERT = f"""
+    INSERT INTO tasks (task_id, func_name, status, sort_ts, created_ts, end_ts, instance_id, data)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (task_id) DO UPDATE SET
+        func_name = excluded.func_name, status = excluded.status, sort_ts = excluded.sort_ts,
+        created_ts = excluded.created_ts, end_ts = excluded.end_ts,
+        instance_id = excluded.instance_id, data = excluded.data
+    WHERE tasks.status NOT IN ({_TERMINAL}) OR excluded.status IN ({_TERMINAL})
+"""
+
+PRUNE_OLDER = f"DELETE FROM tasks WHERE status IN ({_TERMINAL}) AND sort_ts < ?"
+
+# Every finished row at or past the (keep+1)-th newest finished one; no such row: nothing.
+# The subquery walks the newest-first index (status is in it) for about `keep` entries; left to
+# itself the planner would sort every finished row instead.
+PRUNE_BEYOND = f"""
+    DELETE FROM tasks WHERE status IN ({_TERMINAL}) AND (sort_ts, task_id) <= (
+        SELECT sort_ts, task_id FROM tasks INDEXED BY tasks_by_time
+        WHERE status IN ({_TERMINAL})
+        ORDER BY sort_ts DESC, task_id DESC LIMIT 1 OFFSET ?)
+"""
+
+COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM tasks GROUP BY status"
+COUNT_BY_FUNC = "SELECT func_name, COUNT(*) FROM tasks GROUP BY func_name"
+
+
+def select_sql(query: TaskQuery, after: tuple[float, str] | None = None) -> tuple[str, list[Any]]:
+    """The SELECT serving ``query``, newest first; its LIMIT value (the last ``?``) is not bound.
+
+    ``after`` is a (sort_ts, task_id) position to continue strictly after. Every combination of
+    filters is served by one index of the schema, walked in order (no sort step).
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    if query.status is not None:
+        where.append("status = ?")
+        params.append(query.status.value)
+    if query.func_name is not None:
+        where.append("func_name = ?")
+        params.append(query.func_name)
+    if query.since is not None:
+        where.append("sort_ts >= ?")
+        params.append(query.since.timestamp())
+    if query.until is not None:
+        where.append("sort_ts <= ?")
+        params.append(query.until.timestamp())
+    cursor = (query.cursor.sort_ts, query.cursor.task_id) if query.cursor else None
+    for position in (cursor, after):
+        if position is not None:
+            where.append("(sort_ts, task_id) < (?, ?)")
+            params.extend(position)
+    filters = f" WHERE {' AND '.join(where)}" if where else ""
+    order = "ORDER BY sort_ts DESC, task_id DESC LIMIT ?"
+    return f"SELECT task_id, sort_ts, data FROM tasks{filters} {order}", params
+
+
+def task_row(record: TaskRecord) -> tuple[Any, ...]:
+    """The values :data:`UPSERT` binds for ``record`` (its JSON encoded here, once)."""
+    end = record.end_time
+    return (
+        record.task_id,
+        record.func_name,
+        record.status.value,
+        sort_ts(record),
+        record.created_at.timestamp(),
+        end.timestamp() if end is not None else None,
+        record.instance_id,
+        encode_record(record),
+    )
+
+
+def epoch(moment: datetime) -> float:
+    """Epoch seconds of ``moment``; a naive datetime is taken as UTC, as queries do."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()

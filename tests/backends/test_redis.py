@@ -1,0 +1,137 @@
+"""Redis-only behaviour: URL checks, key layout, password masking, outages, atomic saves."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.crc import key_slot
+
+from taskflow.backends import backend_from_url
+from taskflow.backends.base import BackendError
+from taskflow.backends.redis import RedisBackend
+from taskflow.backends.sqlite import SqliteBackend
+from taskflow.models import TaskRecord, TaskStatus
+from tests.backends.conftest import Store
+
+
+def finished(task_id: str, func: str = "job") -> TaskRecord:
+    now = datetime.now(timezone.utc)
+    return TaskRecord(task_id, func, TaskStatus.SUCCESS, created_at=now, end_time=now)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://localhost:6379/abc", "database 'abc'"),
+        ("redis://localhost:6379/0?db=x", "database 'x'"),
+        ("redis://:6379/0", "no host"),
+        ("redis://localhost:port/0", "port"),
+        ("http://localhost:6379/0", "scheme 'http'"),
+        ("unix://", "no socket path"),
+        ("redis://localhost/0?socket_timeout=soon", "socket_timeout"),
+    ],
+)
+def test_bad_urls_fail_at_construction(url: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        RedisBackend(url)
+
+
+def test_construction_never_connects() -> None:
+    backend = RedisBackend("redis://no-such-host.invalid:6379/3", prefix="app")
+    assert backend.describe() == "redis://no-such-host.invalid:6379/3 prefix=app"
+    assert isinstance(backend.clone(), RedisBackend)
+
+
+@pytest.mark.parametrize("prefix", ["", "{tf}", "a b", "tf*"])
+def test_bad_prefixes_are_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        RedisBackend("redis://localhost:6379/0", prefix=prefix)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://user:s3cret@localhost:6379/2",
+        "redis://:s3cret@localhost:6379/2",
+        "rediss://localhost:6380/0?password=s3cret",
+    ],
+)
+def test_describe_and_errors_mask_the_password(url: str) -> None:
+    described = RedisBackend(url).describe()
+    assert "s3cret" not in described
+    assert "***" in described
+    with pytest.raises(ValueError, match=r"\*\*\*") as caught:
+        RedisBackend(url.replace("/2", "/two").replace("/0", "/zero"))
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_an_unreachable_server_fails_fast_with_backend_error() -> None:
+    backend = RedisBackend("redis://127.0.0.1:1/0", socket_connect_timeout=1.0)
+    await backend.open()  # builds the pool only
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendError, match=r"127\.0\.0\.1:1"):
+            await backend.ping()
+        with pytest.raises(BackendError):
+            await backend.save([finished("lost")])
+        with pytest.raises(BackendError):
+            await backend.load_recent(10)
+        assert time.monotonic() - started < 5
+    finally:
+        await backend.close()
+
+
+def test_backend_from_url_picks_the_class(tmp_path: Path) -> None:
+    sqlite = backend_from_url(f"sqlite:///{tmp_path}/tasks.db")
+    assert isinstance(sqlite, SqliteBackend)
+    assert sqlite.describe() == f"sqlite:{tmp_path}/tasks.db"
+    for url in (
+        "redis://127.0.0.1:6379/15",
+        "rediss://cache.example:6380/1",
+        "unix:///run/redis.sock",
+    ):
+        assert isinstance(backend_from_url(url), RedisBackend)
+    with pytest.raises(ValueError, match="'ftp'"):
+        backend_from_url("ftp://example.com/tasks")
+    with pytest.raises(ValueError, match="database 'zero'"):
+        backend_from_url("redis://localhost:6379/zero")
+
+
+@pytest.mark.redis
+async def test_every_key_shares_the_prefix_hash_tag(redis_store: Store, redis_url: str) -> None:
+    backend = redis_store.make()
+    await backend.open()
+    await backend.save(
+        [finished("k1", "mail:send"), finished("k2", "resize image"), finished("k3")]
+    )
+    assert isinstance(backend, RedisBackend)
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"*{backend.keys.prefix}*")]
+    finally:
+        await client.aclose()
+    assert len(keys) > 10
+    assert all(key.startswith(f"{{{backend.keys.prefix}}}:") for key in keys)
+    assert len({key_slot(key.encode()) for key in keys}) == 1
+
+
+@pytest.mark.redis
+async def test_a_failing_save_writes_nothing(redis_store: Store, redis_url: str) -> None:
+    backend = redis_store.make()
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await client.set(backend.keys.task("wrong-type"), "not a hash")
+        with pytest.raises(BackendError, match="save failed"):
+            await backend.save([finished("first"), finished("wrong-type"), finished("last")])
+    finally:
+        await client.delete(backend.keys.task("wrong-type"))
+        await client.aclose()
+    assert await backend.get("first") is None
+    assert await backend.load_recent(10) == []
+    assert await redis_store.problems() == []
