@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import uuid
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
@@ -38,7 +39,12 @@ def utcnow() -> datetime:
 
 
 def new_task_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits: a 48-bit millisecond timestamp, then 80 random bits.
+
+    Ids sort by creation time, so B-tree indexes keyed by id (SQLite's primary key) append near
+    the end instead of touching pages all over the file on every insert.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def _json_safe(value: Any) -> Any:

@@ -54,10 +54,11 @@ class SnapshotBackend(ABC):
 
     @abstractmethod
     async def save(self, records: Sequence[TaskRecord]) -> None:
-        """Upsert ``records`` by task id, all in one atomic write.
+        """Upsert ``records`` by task id.
 
-        Either every record is stored or none is (then it raises). Saving the same record twice
-        is harmless (idempotent). A record never moves from a terminal status back to a live one:
+        Each record is stored together with all its index entries atomically; when it raises,
+        some records of the batch may be stored and others not, and saving the batch again is
+        harmless (idempotent). A record never moves from a terminal status back to a live one:
         a stale live copy does not overwrite a finished record.
         """
 

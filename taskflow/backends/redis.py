@@ -7,6 +7,7 @@ agree with the records. Every Redis or network error surfaces as :class:`Backend
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
@@ -22,10 +23,13 @@ from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from taskflow.backends import redis_scripts
 from taskflow.backends.base import BackendError, HistoryCounts, SnapshotBackend
-from taskflow.backends.codec import decode_record, encode_record
+from taskflow.backends.codec import decode_record, encode_record_bytes
 from taskflow.backends.redis_keys import DEFAULT_PREFIX, RedisKeys
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import Page, TaskQuery, make_page, sort_ts
+
+#: Records per save script call (see :meth:`RedisBackend.save`).
+SAVE_CHUNK = 2_000
 
 logger = logging.getLogger(__name__)
 
@@ -128,12 +132,27 @@ class RedisBackend(SnapshotBackend):
             await self._require().ping()
 
     async def save(self, records: Sequence[TaskRecord]) -> None:
-        """Upsert ``records`` in one script call: all of them or (on error) none."""
-        if not records:
+        """Upsert ``records``, each with all its index entries atomically.
+
+        Up to :data:`SAVE_CHUNK` records go in one script call (all of them or none). Larger
+        batches are sent as several calls at once on separate connections, so the client
+        encodes the next chunk while Redis runs the previous one; if one fails, the others may
+        be stored, and saving the batch again is harmless.
+        """
+        chunks = [records[i : i + SAVE_CHUNK] for i in range(0, len(records), SAVE_CHUNK)]
+        if len(chunks) <= 1 or len({r.task_id for r in records}) < len(records):
+            for chunk in chunks:  # one chunk, or copies of one id that must apply in order
+                await self._save_chunk(chunk)
             return
+        results = await asyncio.gather(*map(self._save_chunk, chunks), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _save_chunk(self, records: Sequence[TaskRecord]) -> None:
         args: list[Any] = list(self.keys.script_prefixes)
         for r in records:
-            args += (r.task_id, r.status.value, r.func_name, repr(sort_ts(r)), encode_record(r))
+            args += (r.task_id, r.status.value, r.func_name, sort_ts(r), encode_record_bytes(r))
         await self._script("save", "SAVE", self.keys.script_keys, args)
 
     async def get(self, task_id: str) -> TaskRecord | None:

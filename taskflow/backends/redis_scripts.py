@@ -26,44 +26,74 @@ def _lua_list(values: tuple[str, ...]) -> str:
 SAVE = """
 local task_p, status_p, func_p, sf_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local terminal = __TERMINAL__
-local state = {}
+-- 1. Read what is stored for every id in the batch.
+local old_st, old_fn, ids = {}, {}, {}
 for i = 5, #ARGV, 5 do
   local id = ARGV[i]
-  if state[id] == nil then
-    state[id] = redis.call('HMGET', task_p .. id, 'status', 'func_name')
+  if old_st[id] == nil then
+    local got = redis.call('HMGET', task_p .. id, 'status', 'func_name')
+    old_st[id], old_fn[id] = got[1], got[2]
+    ids[#ids + 1] = id
   end
 end
-local saved, known = 0, {}
+-- 2. Fold the batch in order into one final version per id (the ARGV position of its copy).
+--    A finished record (stored or earlier in the batch) is never replaced by a live copy.
+local final, saved = {}, 0
 for i = 5, #ARGV, 5 do
-  local id, st, fn, ts = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local old_st, old_fn = state[id][1], state[id][2]
-  if not (old_st and terminal[old_st] and not terminal[st]) then
-    if old_st and old_st ~= st then
-      redis.call('ZREM', status_p .. old_st, id)
+  local id, st = ARGV[i], ARGV[i + 1]
+  local current = final[id] and ARGV[final[id] + 1] or old_st[id]
+  if not (current and terminal[current] and not terminal[st]) then
+    final[id] = i
+    saved = saved + 1
+  end
+end
+-- 3. Write each final version once. Index additions are gathered per key and written with one
+--    ZADD per key (in chunks): several times cheaper than one ZADD per record and index.
+local adds, order = {}, {}
+local function add(key, ts, id)
+  local members = adds[key]
+  if members == nil then
+    members = {}
+    adds[key] = members
+    order[#order + 1] = key
+  end
+  local n = #members
+  members[n + 1] = ts
+  members[n + 2] = id
+end
+local known = {}
+for _, id in ipairs(ids) do
+  local i = final[id]
+  if i then
+    local st, fn, ts = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+    local was_st, was_fn = old_st[id], old_fn[id]
+    if was_st then
+      if was_st ~= st then redis.call('ZREM', status_p .. was_st, id) end
+      if was_fn and (was_st ~= st or was_fn ~= fn) then
+        redis.call('ZREM', sf_p .. was_st .. ':' .. was_fn, id)
+      end
     end
-    if old_st and old_fn and (old_st ~= st or old_fn ~= fn) then
-      redis.call('ZREM', sf_p .. old_st .. ':' .. old_fn, id)
-    end
-    if old_fn and old_fn ~= fn then
-      redis.call('ZREM', func_p .. old_fn, id)
-      if redis.call('EXISTS', func_p .. old_fn) == 0 then redis.call('SREM', KEYS[3], old_fn) end
+    if was_fn and was_fn ~= fn then
+      redis.call('ZREM', func_p .. was_fn, id)
+      if redis.call('EXISTS', func_p .. was_fn) == 0 then redis.call('SREM', KEYS[3], was_fn) end
     end
     redis.call('HSET', task_p .. id, 'data', ARGV[i + 4], 'status', st, 'func_name', fn,
       'sort_ts', ts)
-    redis.call('ZADD', KEYS[1], ts, id)
-    redis.call('ZADD', status_p .. st, ts, id)
-    redis.call('ZADD', func_p .. fn, ts, id)
-    redis.call('ZADD', sf_p .. st .. ':' .. fn, ts, id)
-    if terminal[st] then
-      -- (a live record never was finished: that save would have been skipped above)
-      redis.call('ZADD', KEYS[2], ts, id)
-    end
+    add(KEYS[1], ts, id)
+    add(status_p .. st, ts, id)
+    add(func_p .. fn, ts, id)
+    add(sf_p .. st .. ':' .. fn, ts, id)
+    if terminal[st] then add(KEYS[2], ts, id) end
     if not known[fn] then
       redis.call('SADD', KEYS[3], fn)
       known[fn] = true
     end
-    state[id] = {st, fn}
-    saved = saved + 1
+  end
+end
+for _, key in ipairs(order) do
+  local members = adds[key]
+  for first = 1, #members, 1000 do
+    redis.call('ZADD', key, unpack(members, first, math.min(first + 999, #members)))
   end
 end
 return saved

@@ -1,0 +1,147 @@
+"""Enqueue throughput: an endpoint that adds one background task, taskflow against plain FastAPI.
+
+Requests go straight into the ASGI app (no sockets), so the figures show framework overhead
+only, the strictest comparison. Each request's task runs to completion within the measured
+time, and with a backend every record is flushed before the clock stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import BackgroundTasks, FastAPI
+
+from bench.common import redis_url, report
+from taskflow import TaskAdmin, TaskManager
+
+REQUESTS = 5_000
+CONCURRENCY = 50
+ROUNDS = 3
+TARGET_RATIO = 0.85
+
+
+async def noop_async() -> None:
+    return None
+
+
+def noop_sync() -> None:
+    return None
+
+
+def plain_app(func: Callable[[], Any]) -> tuple[FastAPI, None]:
+    app = FastAPI()
+
+    @app.post("/enqueue")
+    async def enqueue(background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(func)
+        return {"ok": "yes"}
+
+    return app, None
+
+
+def taskflow_app(func: Callable[[], Any], backend: Any) -> tuple[FastAPI, TaskManager]:
+    manager = TaskManager(snapshot_backend=backend, snapshot_interval=30.0)
+    manager.task(name=func.__name__)(func)
+    app = FastAPI()
+    TaskAdmin(app, manager)
+
+    @app.post("/enqueue")
+    async def enqueue(background_tasks: BackgroundTasks) -> dict[str, str | None]:
+        return {"task_id": background_tasks.add_task(func)}
+
+    return app, manager
+
+
+async def call(app: FastAPI) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/enqueue",
+        "raw_path": b"/enqueue",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"bench")],
+        "client": ("127.0.0.1", 1),
+        "server": ("bench", 80),
+    }
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    status = 0
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    assert status == 200, status
+
+
+async def throughput(app: FastAPI, manager: TaskManager | None) -> float:
+    """Requests per second, including running every task (and flushing every record)."""
+    async with app.router.lifespan_context(app):
+        await asyncio.gather(*(call(app) for _ in range(CONCURRENCY)))  # warm up
+        started = time.perf_counter()
+        for _ in range(REQUESTS // CONCURRENCY):
+            await asyncio.gather(*(call(app) for _ in range(CONCURRENCY)))
+        if manager is not None:
+            while manager.store.live() or manager.store.unflushed():  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+        return REQUESTS / (time.perf_counter() - started)
+
+
+async def main() -> None:
+    print(f"enqueue throughput, {REQUESTS:,} requests x {ROUNDS} rounds, {CONCURRENCY} at a time")
+    with tempfile.TemporaryDirectory() as tmp, redis_url() as redis:
+        for func in (noop_async, noop_sync):
+            variants: dict[str, Callable[[], tuple[FastAPI, TaskManager | None]]] = {
+                "plain FastAPI BackgroundTasks": lambda f=func: plain_app(f),
+                "taskflow, in memory": lambda f=func: taskflow_app(f, None),
+                "taskflow, SQLite": lambda f=func: taskflow_app(
+                    f, f"sqlite:///{Path(tmp) / uuid.uuid4().hex}.db"
+                ),
+                "taskflow, Redis": lambda f=func: taskflow_app(f, _redis_backend(redis)),
+            }
+            rates: dict[str, list[float]] = {name: [] for name in variants}
+            for _ in range(ROUNDS):  # interleaved, so drift on a busy machine hits all alike
+                for name, make in variants.items():
+                    rates[name].append(await throughput(*make()))
+            plain = statistics.median(rates["plain FastAPI BackgroundTasks"])
+            print(f" {func.__name__} task:")
+            for name, values in rates.items():
+                rate = statistics.median(values)
+                ratio = rate / plain
+                target = "(baseline)" if name.startswith("plain") else ">= 85% of plain"
+                report(
+                    name,
+                    f"{rate:,.0f} req/s ({ratio:.0%} of plain)",
+                    target,
+                    name.startswith("plain") or ratio >= TARGET_RATIO,
+                )
+
+
+def _redis_backend(url: str) -> Any:
+    from taskflow.backends import RedisBackend
+
+    return RedisBackend(url, prefix=f"bench-{uuid.uuid4().hex[:6]}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
