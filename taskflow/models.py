@@ -102,6 +102,7 @@ class TaskRecord:
     args: list[Any] | None = None
     kwargs: dict[str, Any] | None = None
     retry_of: str | None = None
+    idempotency_key: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -130,6 +131,7 @@ class TaskRecord:
             "traceback": self.traceback,
             "instance_id": self.instance_id,
             "retry_of": self.retry_of,
+            "idempotency_key": self.idempotency_key,
         }
         if include_args:
             data["args"] = self.args
@@ -156,4 +158,5 @@ class TaskRecord:
             args=list(args) if isinstance(args, list) else None,
             kwargs=dict(kwargs) if isinstance(kwargs, dict) else None,
             retry_of=data.get("retry_of"),
+            idempotency_key=data.get("idempotency_key"),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from taskflow.backends.base import BackendError, HistoryCounts, SnapshotBackend
+from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.registry import backend_from_url, load_backend_class
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BackendError",
     "HistoryCounts",
+    "InstanceInfo",
     "RedisBackend",
     "SnapshotBackend",
     "SqliteBackend",

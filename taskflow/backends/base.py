@@ -16,6 +16,17 @@ class BackendError(RuntimeError):
 
 
 @dataclass(slots=True)
+class InstanceInfo:
+    """One running instance as registered in the backend."""
+
+    instance_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+
+
+@dataclass(slots=True)
 class HistoryCounts:
     """Totals over everything stored: by status and by function name."""
 
@@ -88,3 +99,52 @@ class SnapshotBackend(ABC):
     @abstractmethod
     async def counts(self) -> HistoryCounts:
         """Record counts by status and by function over everything stored."""
+
+    # -- the cluster: instances, ownership of live records, idempotency ----------------------
+
+    @abstractmethod
+    async def heartbeat(self, info: InstanceInfo) -> None:
+        """Register the instance, or refresh its ``last_heartbeat`` (an upsert)."""
+
+    @abstractmethod
+    async def deregister(self, instance_id: str) -> None:
+        """Remove the instance from the registry (a clean shutdown). Idempotent."""
+
+    @abstractmethod
+    async def instances(self) -> list[InstanceInfo]:
+        """Every registered instance, expired or not."""
+
+    @abstractmethod
+    async def expire_instances(self, heartbeat_before: datetime) -> list[str]:
+        """Remove instances whose last heartbeat is older than ``heartbeat_before``.
+
+        Atomic: when several instances call this at once, each expired id is returned to
+        exactly one of them.
+        """
+
+    @abstractmethod
+    async def live_owners(self) -> set[str]:
+        """Instance ids that own at least one live (pending or running) record.
+
+        ``""`` stands for the unowned queue (tasks persisted for requeue at a clean shutdown).
+        """
+
+    @abstractmethod
+    async def claim_live(
+        self, owner: str, new_owner: str, limit: int | None = None
+    ) -> list[TaskRecord]:
+        """Move up to ``limit`` live records owned by ``owner`` to ``new_owner`` and return them.
+
+        Atomic per record and exclusive: when several callers claim from the same owner at
+        once, each record is returned to exactly one of them. Records are returned as stored
+        (their ``instance_id`` still names the old owner); the caller saves their new state.
+        """
+
+    @abstractmethod
+    async def claim_new(self, record: TaskRecord) -> TaskRecord | None:
+        """Store ``record`` unless a record with its id is pending, running or succeeded.
+
+        Returns that existing record instead (and stores nothing), or ``None`` when ``record``
+        was stored. The check and the write are one atomic operation, so of several callers
+        with the same id at once exactly one gets ``None``.
+        """

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
@@ -22,7 +23,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from taskflow.backends import redis_scripts
-from taskflow.backends.base import BackendError, HistoryCounts, SnapshotBackend
+from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.codec import decode_record, encode_record_bytes
 from taskflow.backends.redis_keys import DEFAULT_PREFIX, RedisKeys
 from taskflow.models import TaskRecord, TaskStatus
@@ -112,7 +113,7 @@ class RedisBackend(SnapshotBackend):
         client = Redis(connection_pool=pool)
         self._scripts = {
             name: client.register_script(getattr(redis_scripts, name))
-            for name in ("SAVE", "PAGE", "PRUNE")
+            for name in ("SAVE", "PAGE", "PRUNE", "CLAIM_LIVE", "EXPIRE_INSTANCES")
         }
         self._client = client
         logger.info("Redis history at %s", self.describe())
@@ -149,11 +150,69 @@ class RedisBackend(SnapshotBackend):
             if isinstance(result, BaseException):
                 raise result
 
-    async def _save_chunk(self, records: Sequence[TaskRecord]) -> None:
-        args: list[Any] = list(self.keys.script_prefixes)
+    async def _save_chunk(self, records: Sequence[TaskRecord], mode: str = "") -> Any:
+        args: list[Any] = [*self.keys.save_prefixes, mode]
         for r in records:
-            args += (r.task_id, r.status.value, r.func_name, sort_ts(r), encode_record_bytes(r))
-        await self._script("save", "SAVE", self.keys.script_keys, args)
+            args += (
+                r.task_id,
+                r.status.value,
+                r.func_name,
+                sort_ts(r),
+                r.instance_id,
+                encode_record_bytes(r),
+            )
+        return await self._script("save", "SAVE", self.keys.save_keys, args)
+
+    # -- the cluster (see SnapshotBackend) --------------------------------------------------
+
+    async def heartbeat(self, info: InstanceInfo) -> None:
+        data = {"host": info.host, "pid": info.pid, "started_at": info.started_at.isoformat()}
+        with self._errors("heartbeat"):
+            async with self._require().pipeline(transaction=True) as pipe:
+                pipe.hset(self.keys.instances, info.instance_id, json.dumps(data))
+                pipe.zadd(self.keys.heartbeats, {info.instance_id: _epoch(info.last_heartbeat)})
+                await pipe.execute()
+
+    async def deregister(self, instance_id: str) -> None:
+        with self._errors("deregister"):
+            async with self._require().pipeline(transaction=True) as pipe:
+                pipe.hdel(self.keys.instances, instance_id)
+                pipe.zrem(self.keys.heartbeats, instance_id)
+                await pipe.execute()
+
+    async def instances(self) -> list[InstanceInfo]:
+        with self._errors("instances"):
+            client = self._require()
+            infos = await client.hgetall(self.keys.instances)
+            scored = await client.zrange(self.keys.heartbeats, 0, -1, withscores=True)
+        beats = {str(pair[0]): float(pair[1]) for pair in scored}
+        return [
+            instance_info(str(i), str(data), beats.get(str(i))) for i, data in sorted(infos.items())
+        ]
+
+    async def expire_instances(self, heartbeat_before: datetime) -> list[str]:
+        keys = [self.keys.heartbeats, self.keys.instances]
+        ids = await self._script("expire", "EXPIRE_INSTANCES", keys, [_epoch(heartbeat_before)])
+        return sorted(str(i) for i in ids)
+
+    async def live_owners(self) -> set[str]:
+        with self._errors("live owners"):
+            return {str(owner) for owner in await self._require().smembers(self.keys.owners)}
+
+    async def claim_live(
+        self, owner: str, new_owner: str, limit: int | None = None
+    ) -> list[TaskRecord]:
+        keys = [self.keys.live(owner), self.keys.live(new_owner), self.keys.owners]
+        args = [self.keys.task(""), owner, new_owner, "" if limit is None else limit]
+        flat = await self._script("claim", "CLAIM_LIVE", keys, args)
+        claimed = (decode_record(d, i, logger) for i, d in zip(flat[0::2], flat[1::2], strict=True))
+        return [record for record in claimed if record is not None]
+
+    async def claim_new(self, record: TaskRecord) -> TaskRecord | None:
+        result = await self._save_chunk([record], mode="claim")
+        if isinstance(result, list) and result and result[0] == "exists":
+            return decode_record(result[1], record.task_id, logger)
+        return None
 
     async def get(self, task_id: str) -> TaskRecord | None:
         with self._errors("get"):
@@ -294,3 +353,10 @@ def mask_url(url: str) -> str:
 
 def _epoch(moment: datetime) -> float:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def instance_info(instance_id: str, data: str, heartbeat: float | None) -> InstanceInfo:
+    fields = json.loads(data)
+    started = datetime.fromisoformat(fields["started_at"])
+    last = datetime.fromtimestamp(heartbeat, timezone.utc) if heartbeat is not None else started
+    return InstanceInfo(instance_id, str(fields["host"]), int(fields["pid"]), started, last)

@@ -28,6 +28,15 @@ IDX_FUNC = "idx:func:"
 IDX_STATUS_FUNC = "idx:sf:"
 #: Set of the function names that have records, so counts and retention find ``idx:func:*``.
 FUNCS = "funcs"
+#: Set per owner instance, ``live:<instance_id>``: ids of its live (pending, running) records.
+#: The owner ``""`` is the unowned queue of tasks persisted for requeue at a clean shutdown.
+LIVE = "live:"
+#: Set of the instance ids that own live records (what ``live_owners()`` lists).
+OWNERS = "owners"
+#: Hash of registered instances: instance id -> JSON (host, pid, started_at).
+INSTANCES = "instances"
+#: Sorted set of registered instance ids scored by their last heartbeat (epoch seconds).
+HEARTBEATS = "heartbeats"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,31 @@ class RedisKeys:
     @property
     def funcs(self) -> str:
         return self.base + FUNCS
+
+    def live(self, owner: str) -> str:
+        return self.base + LIVE + owner
+
+    @property
+    def owners(self) -> str:
+        return self.base + OWNERS
+
+    @property
+    def instances(self) -> str:
+        return self.base + INSTANCES
+
+    @property
+    def heartbeats(self) -> str:
+        return self.base + HEARTBEATS
+
+    @property
+    def save_keys(self) -> list[str]:
+        """KEYS of the save script: :attr:`script_keys` and the owners set."""
+        return [*self.script_keys, self.owners]
+
+    @property
+    def save_prefixes(self) -> list[str]:
+        """First ARGV of the save script: :attr:`script_prefixes` and the live-set prefix."""
+        return [*self.script_prefixes, self.base + LIVE]
 
     @property
     def script_keys(self) -> list[str]:

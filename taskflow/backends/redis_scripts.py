@@ -20,29 +20,42 @@ def _lua_list(values: tuple[str, ...]) -> str:
     return "{" + ", ".join(f"'{v}'" for v in values) + "}"
 
 
-#: ARGV after the prefixes: 5 values per record (id, status, function, sort time, JSON data).
-#: A stored finished record is never replaced by a live (pending/running) copy. Returns how
-#: many records were written.
+#: KEYS: RedisKeys.save_keys (idx:all, idx:done, funcs, owners). ARGV: the four prefixes, the
+#: live-set prefix, a mode, then 6 values per record (id, status, function, sort time, owner
+#: instance, JSON data). Modes: "" saves (a stored finished record is never replaced by a live
+#: copy) and returns how many records were written; "claim" saves one record unless its id is
+#: stored as pending, running or success, and then returns {"exists", data} instead; "force"
+#: saves whatever is stored. Live records are also members of live:<owner>, whose owners are
+#: members of KEYS[4].
 SAVE = """
-local task_p, status_p, func_p, sf_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local task_p, status_p, func_p, sf_p, live_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local mode, FIRST, W = ARGV[6], 7, 6
 local terminal = __TERMINAL__
+if mode == 'claim' then
+  local id = ARGV[FIRST]
+  local held = redis.call('HMGET', task_p .. id, 'status', 'data')
+  if held[1] == 'pending' or held[1] == 'running' or held[1] == 'success' then
+    return {'exists', held[2]}
+  end
+  mode = 'force'
+end
 -- 1. Read what is stored for every id in the batch.
-local old_st, old_fn, ids = {}, {}, {}
-for i = 5, #ARGV, 5 do
+local old_st, old_fn, old_owner, ids = {}, {}, {}, {}
+for i = FIRST, #ARGV, W do
   local id = ARGV[i]
   if old_st[id] == nil then
-    local got = redis.call('HMGET', task_p .. id, 'status', 'func_name')
-    old_st[id], old_fn[id] = got[1], got[2]
+    local got = redis.call('HMGET', task_p .. id, 'status', 'func_name', 'owner')
+    old_st[id], old_fn[id], old_owner[id] = got[1] or false, got[2], got[3]
     ids[#ids + 1] = id
   end
 end
 -- 2. Fold the batch in order into one final version per id (the ARGV position of its copy).
 --    A finished record (stored or earlier in the batch) is never replaced by a live copy.
 local final, saved = {}, 0
-for i = 5, #ARGV, 5 do
+for i = FIRST, #ARGV, W do
   local id, st = ARGV[i], ARGV[i + 1]
   local current = final[id] and ARGV[final[id] + 1] or old_st[id]
-  if not (current and terminal[current] and not terminal[st]) then
+  if mode == 'force' or not (current and terminal[current] and not terminal[st]) then
     final[id] = i
     saved = saved + 1
   end
@@ -61,12 +74,12 @@ local function add(key, ts, id)
   members[n + 1] = ts
   members[n + 2] = id
 end
-local known = {}
+local known, left = {}, {}
 for _, id in ipairs(ids) do
   local i = final[id]
   if i then
-    local st, fn, ts = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-    local was_st, was_fn = old_st[id], old_fn[id]
+    local st, fn, ts, owner = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+    local was_st, was_fn, was_owner = old_st[id], old_fn[id], old_owner[id]
     if was_st then
       if was_st ~= st then redis.call('ZREM', status_p .. was_st, id) end
       if was_fn and (was_st ~= st or was_fn ~= fn) then
@@ -77,13 +90,23 @@ for _, id in ipairs(ids) do
       redis.call('ZREM', func_p .. was_fn, id)
       if redis.call('EXISTS', func_p .. was_fn) == 0 then redis.call('SREM', KEYS[3], was_fn) end
     end
-    redis.call('HSET', task_p .. id, 'data', ARGV[i + 4], 'status', st, 'func_name', fn,
-      'sort_ts', ts)
+    if was_owner and (was_owner ~= owner or terminal[st]) then
+      redis.call('SREM', live_p .. was_owner, id)
+      left[was_owner] = true
+    end
+    redis.call('HSET', task_p .. id, 'data', ARGV[i + 5], 'status', st, 'func_name', fn,
+      'sort_ts', ts, 'owner', owner)
     add(KEYS[1], ts, id)
     add(status_p .. st, ts, id)
     add(func_p .. fn, ts, id)
     add(sf_p .. st .. ':' .. fn, ts, id)
-    if terminal[st] then add(KEYS[2], ts, id) end
+    if terminal[st] then
+      add(KEYS[2], ts, id)
+    else
+      redis.call('SADD', live_p .. owner, id)
+      redis.call('SADD', KEYS[4], owner)
+      if was_st and terminal[was_st] then redis.call('ZREM', KEYS[2], id) end
+    end
     if not known[fn] then
       redis.call('SADD', KEYS[3], fn)
       known[fn] = true
@@ -95,6 +118,9 @@ for _, key in ipairs(order) do
   for first = 1, #members, 1000 do
     redis.call('ZADD', key, unpack(members, first, math.min(first + 999, #members)))
   end
+end
+for owner in pairs(left) do
+  if redis.call('SCARD', live_p .. owner) == 0 then redis.call('SREM', KEYS[4], owner) end
 end
 return saved
 """.replace("__TERMINAL__", _lua_set(TERMINAL_VALUES))
@@ -177,3 +203,38 @@ for i, id in ipairs(ids) do
 end
 return #ids
 """.replace("__STATUSES__", _lua_list(tuple(s.value for s in TaskStatus)))
+
+#: KEYS: live:<owner>, live:<new owner>, owners. ARGV: record hash prefix, owner, new owner,
+#: most to claim ("" for all). Moves live records from one owner to the other and returns
+#: id, data pairs of the records moved; members whose record is no longer live are dropped.
+CLAIM_LIVE = """
+local task_p, owner, new_owner = ARGV[1], ARGV[2], ARGV[3]
+local limit = tonumber(ARGV[4])
+local out, n = {}, 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if limit and n >= limit then break end
+  local got = redis.call('HMGET', task_p .. id, 'status', 'owner', 'data')
+  redis.call('SREM', KEYS[1], id)
+  if (got[1] == 'pending' or got[1] == 'running') and got[2] == owner then
+    redis.call('HSET', task_p .. id, 'owner', new_owner)
+    redis.call('SADD', KEYS[2], id)
+    out[#out + 1] = id
+    out[#out + 1] = got[3]
+    n = n + 1
+  end
+end
+if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], owner) end
+if n > 0 then redis.call('SADD', KEYS[3], new_owner) end
+return out
+"""
+
+#: KEYS: the heartbeats sorted set, the instances hash. ARGV: heartbeat time bound. Removes the
+#: instances whose heartbeat is older and returns their ids (each to exactly one caller).
+EXPIRE_INSTANCES = """
+local ids = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. ARGV[1], 'BYSCORE')
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+end
+return ids
+"""

@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
-from taskflow.backends.base import BackendError, HistoryCounts, SnapshotBackend
+from taskflow.backends import sqlite_cluster as cluster
+from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.codec import decode_record
 from taskflow.backends.sqlite_schema import check_identity, not_taskflow, prepare_schema
 from taskflow.backends.sqlite_sql import (
@@ -217,6 +218,35 @@ class SqliteBackend(SnapshotBackend):
             )
 
         return await self._run("counts", lambda c: transaction(c, count, begin="BEGIN"))
+
+    # -- the cluster (see SnapshotBackend); the SQL lives in sqlite_cluster ------------------
+
+    async def heartbeat(self, info: InstanceInfo) -> None:
+        await self._run("heartbeat", lambda c: cluster.heartbeat(c, info), write=True)
+
+    async def deregister(self, instance_id: str) -> None:
+        await self._run("deregister", lambda c: cluster.deregister(c, instance_id), write=True)
+
+    async def instances(self) -> list[InstanceInfo]:
+        return await self._run("instances", cluster.instances)
+
+    async def expire_instances(self, heartbeat_before: datetime) -> list[str]:
+        return await self._run(
+            "expire", lambda c: cluster.expire_instances(c, heartbeat_before), write=True
+        )
+
+    async def live_owners(self) -> set[str]:
+        return await self._run("live owners", cluster.live_owners)
+
+    async def claim_live(
+        self, owner: str, new_owner: str, limit: int | None = None
+    ) -> list[TaskRecord]:
+        return await self._run(
+            "claim", lambda c: cluster.claim_live(c, owner, new_owner, limit), write=True
+        )
+
+    async def claim_new(self, record: TaskRecord) -> TaskRecord | None:
+        return await self._run("claim new", lambda c: cluster.claim_new(c, record), write=True)
 
     async def pragmas(self) -> dict[str, Any]:
         """This connection's effective settings (journal mode, busy timeout...), for diagnostics."""

@@ -12,7 +12,7 @@ import aiosqlite
 from taskflow.backends.base import BackendError
 
 #: Schema this code reads and writes; files with a lower version are migrated on open.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Stored in the file header (``PRAGMA application_id``): the bytes "TFK1".
 APPLICATION_ID = 0x54464B31
 
@@ -51,9 +51,26 @@ _CREATE_V1 = (
     " ON tasks (status, func_name, sort_ts, task_id)",
 )
 
+# Version 2: the cluster view. Running instances and their heartbeats, and a partial index over
+# live records by owner (instance_id) for claiming an expired instance's tasks.
+_CREATE_V2 = (
+    """
+    CREATE TABLE IF NOT EXISTS instances (
+        instance_id TEXT PRIMARY KEY NOT NULL,
+        host        TEXT NOT NULL,
+        pid         INTEGER NOT NULL,
+        started_ts  REAL NOT NULL,
+        heartbeat   REAL NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS tasks_live_by_owner ON tasks (instance_id)"
+    " WHERE status IN ('pending', 'running')",
+)
+
 #: Statements that take a file from version ``n`` (the key) to ``n + 1``.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: _CREATE_V1,
+    1: _CREATE_V2,
 }
 
 

@@ -11,10 +11,14 @@ from taskflow.query import TaskQuery, sort_ts
 
 _TERMINAL = ", ".join(f"'{value}'" for value in TERMINAL_VALUES)
 
+#: The INTO ... VALUES part of every insert of a row built by :func:`task_row`.
+TASK_INSERT = """INTO tasks
+    (task_id, func_name, status, sort_ts, created_ts, end_ts, instance_id, data)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+
 # A stale live copy (pending/running) never replaces a finished row; anything else is upserted.
 UPSERT = f"""
-    INSERT INTO tasks (task_id, func_name, status, sort_ts, created_ts, end_ts, instance_id, data)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT {TASK_INSERT}
     ON CONFLICT (task_id) DO UPDATE SET
         func_name = excluded.func_name, status = excluded.status, sort_ts = excluded.sort_ts,
         created_ts = excluded.created_ts, end_ts = excluded.end_ts,

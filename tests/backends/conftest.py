@@ -132,9 +132,14 @@ async def redis_problems(client: Redis, keys: RedisKeys) -> list[str]:
     records: dict[str, dict[str, str]] = {}
     zsets: dict[str, dict[str, float]] = {}
     funcs: set[str] = set()
+    live: dict[str, set[str]] = {}
     async for key in client.scan_iter(match=keys.pattern, count=1000):
         kind = await client.type(key)
-        if kind == "hash":
+        if key in (keys.instances, keys.heartbeats, keys.owners):
+            continue  # the instance registry, checked by the cluster tests
+        if key.startswith(keys.live("")):
+            live[key.removeprefix(keys.live(""))] = {str(m) for m in await client.smembers(key)}
+        elif kind == "hash":
             fields = await client.hgetall(key)
             records[key.removeprefix(keys.task(""))] = {str(k): str(v) for k, v in fields.items()}
         elif kind == "zset":
@@ -148,10 +153,20 @@ async def redis_problems(client: Redis, keys: RedisKeys) -> list[str]:
         for name in sorted(set(zsets) | set(expected))
         if zsets.get(name, {}) != expected.get(name, {})
     ]
+    problems += live_problems(records, live)
     record_funcs = {fields["func_name"] for fields in records.values()}
     if funcs != record_funcs:
         problems.append(f"{keys.funcs} is {sorted(funcs)}, records use {sorted(record_funcs)}")
     return problems
+
+
+def live_problems(records: dict[str, dict[str, str]], live: dict[str, set[str]]) -> list[str]:
+    """How the live:<owner> sets disagree with the live records' owners."""
+    expected: dict[str, set[str]] = {}
+    for task_id, fields in records.items():
+        if fields["status"] not in TERMINAL_VALUES:
+            expected.setdefault(fields.get("owner", ""), set()).add(task_id)
+    return [] if live == expected else [f"live sets are {live}, records say {expected}"]
 
 
 def expected_indexes(
