@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import fastapi.dependencies.utils as fastapi_dependency_utils
 from fastapi import BackgroundTasks
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskflow.models import TaskRecord
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -27,6 +29,18 @@ if TYPE_CHECKING:
 _current_manager: contextvars.ContextVar[TaskManager | None] = contextvars.ContextVar(
     "taskflow_current_manager", default=None
 )
+# Records enqueued while handling the current request (set by the middleware).
+_enqueued: contextvars.ContextVar[list[TaskRecord] | None] = contextvars.ContextVar(
+    "taskflow_enqueued", default=None
+)
+
+
+def note_enqueued(record: TaskRecord) -> None:
+    """Remember a record enqueued by the current request (the response waits until it is
+    stored, see :class:`ManagerContextMiddleware`)."""
+    pending = _enqueued.get()
+    if pending is not None:
+        pending.append(record)
 
 
 class ManagedBackgroundTasks(BackgroundTasks):
@@ -43,11 +57,17 @@ class ManagedBackgroundTasks(BackgroundTasks):
     def add_task(  # type: ignore[override]
         self, func: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> str | None:
+        """Track ``func(*args, **kwargs)`` and return its id.
+
+        ``idempotency_key="..."`` (taken out of the keyword arguments) makes every instance
+        return the same id for one key while that task is pending, running or succeeded.
+        """
         manager = self._manager or _current_manager.get()
         if manager is None:
             super().add_task(func, *args, **kwargs)
             return None
-        record, runner = manager.enqueue(func, args, kwargs)
+        key = kwargs.pop("idempotency_key", None)
+        record, runner = manager.enqueue(func, args, kwargs, idempotency_key=key)
         super().add_task(runner)
         return record.task_id
 
@@ -75,8 +95,21 @@ class ManagerContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token = _current_manager.set(self.manager)
+        manager = self.manager
+        enqueued: list[TaskRecord] = []
+
+        async def send_when_stored(message: Message) -> None:
+            # An accepted task must survive a SIGKILL right after the client got its id: hold
+            # the response until the group commit that carries its pending record succeeded
+            # (milliseconds; skipped while the backend is down, bounded by accept_timeout).
+            if message["type"] == "http.response.start" and enqueued and manager.durable_accept:
+                enqueued.clear()
+                await manager._scheduler.persisted(manager.accept_timeout)
+            await send(message)
+
+        tokens = (_current_manager.set(manager), _enqueued.set(enqueued))
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_when_stored)
         finally:
-            _current_manager.reset(token)
+            _current_manager.reset(tokens[0])
+            _enqueued.reset(tokens[1])

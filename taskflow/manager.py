@@ -8,17 +8,25 @@ import os
 import socket
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from fastapi import BackgroundTasks
 
-from taskflow.backends.base import SnapshotBackend
+from taskflow import recovery
+from taskflow.backends.base import BackendError, SnapshotBackend
 from taskflow.backends.registry import backend_from_url, load_backend_class
+from taskflow.cluster import ClusterMonitor
 from taskflow.events import EventBus, EventKind
 from taskflow.executor import RetryPolicy, execute, interrupt_unstarted
-from taskflow.injection import ManagedBackgroundTasks, bind
-from taskflow.models import TaskRecord, TaskStatus, new_task_id, safe_arguments
+from taskflow.injection import ManagedBackgroundTasks, bind, note_enqueued
+from taskflow.models import (
+    TaskRecord,
+    TaskStatus,
+    exact_arguments,
+    new_task_id,
+    safe_arguments,
+)
+from taskflow.registry import TaskDefinition, TaskRegistry, adhoc_name
 from taskflow.snapshot import SnapshotScheduler
 from taskflow.store import CallSpec, TaskStore
 from taskflow.threads import DaemonThreadPool
@@ -29,25 +37,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 Runner = Callable[[], Coroutine[Any, Any, None]]
 
 
+async def _nothing() -> None:
+    """The runner of an idempotent add_task whose key is already taken: nothing to run."""
+
+
 class RetryRefused(Exception):
     """A task cannot be run again; the message says why (the API answers 409)."""
 
 
-@dataclass(frozen=True, slots=True)
-class TaskDefinition:
-    name: str
-    func: Callable[..., Any]
-    policy: RetryPolicy
+#: Statuses under which an idempotency key's task counts as already taken.
+_KEY_HOLDERS = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCESS)
 
 
 def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _adhoc_name(func: Callable[..., Any]) -> str:
-    module = getattr(func, "__module__", None) or "unknown"
-    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
-    return f"{module}.{qualname}"
 
 
 class TaskManager:
@@ -72,6 +75,12 @@ class TaskManager:
         retention_days: float | None = None,
         max_history: int | None = None,
         restore_limit: int = 1000,
+        requeue_pending: bool = False,
+        persist_live: bool = True,
+        durable_accept: bool = True,
+        accept_timeout: float = 1.0,
+        heartbeat_interval: float = 5.0,
+        instance_expiry: float = 15.0,
     ) -> None:
         if snapshot_db is not None and snapshot_backend is not None:
             raise ValueError("give snapshot_db or snapshot_backend, not both")
@@ -92,17 +101,33 @@ class TaskManager:
             restore_limit=restore_limit,
             retention_days=retention_days,
             max_history=max_history,
+            persist_live=persist_live,
         )
+        self._cluster = (
+            ClusterMonitor(
+                backend,
+                lambda: self.instance_id,
+                lambda records, owner: recovery.adopt(self, records, owner),
+                heartbeat_interval=heartbeat_interval,
+                expiry=instance_expiry,
+            )
+            if backend is not None and persist_live
+            else None
+        )
+        self.requeue_pending = requeue_pending
+        self.durable_accept = durable_accept and persist_live and backend is not None
+        self.accept_timeout = accept_timeout
         self.shutdown_timeout = shutdown_timeout
         self.display_func_args = display_func_args
         self.max_workers = max_workers
         self._instance_id = instance_id
-        self._by_name: dict[str, TaskDefinition] = {}
-        self._by_func: dict[Callable[..., Any], TaskDefinition] = {}
+        self.registry = TaskRegistry()
         self._running: set[asyncio.Task[None]] = set()
         self._threads = DaemonThreadPool(max_workers)
         self._started = False
         self.draining = False
+        #: Set as soon as :meth:`stop` begins, so long-lived readers (dashboard streams) end first.
+        self.stopping = asyncio.Event()
         self.bus.subscribe(self._on_event)
 
     @property
@@ -128,6 +153,7 @@ class TaskManager:
         delay: float = 0.0,
         backoff: float = 1.0,
         name: str | None = None,
+        requeue_on_interrupt: bool = False,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -139,32 +165,26 @@ class TaskManager:
         delay: float = 0.0,
         backoff: float = 1.0,
         name: str | None = None,
+        requeue_on_interrupt: bool = False,
     ) -> Any:
         """Register a sync or async function as a tracked task with a retry policy.
 
         The task name (default: the function's ``__name__``) is the stable key in records,
         lookups and retries; two functions under one name raise ``ValueError``. The function is
-        returned unchanged, so it can still be called directly.
+        returned unchanged, so it can still be called directly. With ``requeue_on_interrupt``,
+        a task whose instance is lost runs again on a survivor (its arguments are stored).
         """
         policy = RetryPolicy(retries, delay, backoff)
 
         def register(fn: F) -> F:
-            task_name = name or getattr(fn, "__name__", None) or _adhoc_name(fn)
-            known = self._by_name.get(task_name)
-            if known is not None and known.func is not fn:
-                raise ValueError(
-                    f"task name {task_name!r} is already registered for {_adhoc_name(known.func)}; "
-                    f"pass name= to register {_adhoc_name(fn)} under another name"
-                )
-            definition = TaskDefinition(task_name, fn, policy)
-            self._by_name[task_name] = definition
-            self._by_func[fn] = definition
+            task_name = name or getattr(fn, "__name__", None) or adhoc_name(fn)
+            self.registry.add(TaskDefinition(task_name, fn, policy, requeue_on_interrupt))
             return fn
 
         return register(func) if func is not None else register
 
     def definition(self, name: str) -> TaskDefinition | None:
-        return self._by_name.get(name)
+        return self.registry.by_name(name)
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -179,35 +199,97 @@ class TaskManager:
         kwargs: dict[str, Any],
         *,
         retry_of: str | None = None,
+        idempotency_key: str | None = None,
     ) -> tuple[TaskRecord, Runner]:
         """Create a pending record; the returned runner starts the task when awaited.
 
         Functions that were never registered are tracked too, under ``module.qualname`` and
-        without retries. Nothing here blocks or does I/O.
+        without retries. Nothing here blocks or does I/O. With an ``idempotency_key`` the id is
+        derived from the key; while a task with that id is pending, running or succeeded
+        anywhere, no second one runs (checked atomically in the backend by the runner).
         """
-        definition = self._by_func.get(func) or TaskDefinition(
-            _adhoc_name(func), func, RetryPolicy()
-        )
+        definition = self.registry.for_func(func)
+        task_id = new_task_id()
+        if idempotency_key is not None:
+            task_id = recovery.idempotent_task_id(idempotency_key)
+            known = self.store.get(task_id)
+            if known is not None and known.status in _KEY_HOLDERS:
+                return known, _nothing
         record = TaskRecord(
-            task_id=new_task_id(),
+            task_id=task_id,
             func_name=definition.name,
             instance_id=self.instance_id,
             retry_of=retry_of,
+            idempotency_key=idempotency_key,
         )
-        if self.display_func_args:
-            record.args, record.kwargs = safe_arguments(args, kwargs)
+        self._store_arguments(record, definition, args, kwargs)
+        claim = idempotency_key is not None and self._scheduler.backend is not None
+        if claim:
+            self.store.hold(task_id)  # written by the claim in the runner, not by a flush
         self.store.add(record, CallSpec(func, args, kwargs))
         self.bus.publish(EventKind.CREATED, record)
+        note_enqueued(record)
 
         async def runner() -> None:
+            if claim and not await self._claim_key(record):
+                return
             if self._started and not self.draining:
-                task = asyncio.create_task(self._run(record, definition, args, kwargs))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
+                self.spawn(record, definition, args, kwargs)
             else:
                 await self._run(record, definition, args, kwargs)
 
         return record, runner
+
+    def _store_arguments(
+        self,
+        record: TaskRecord,
+        definition: TaskDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        # Arguments are stored only when shown (display_func_args) or needed to run the task
+        # again elsewhere (requeue), and only marked rerunnable when stored exactly.
+        requeue = definition.requeue_on_interrupt or self.requeue_pending
+        if not (self.display_func_args or requeue):
+            return
+        record.args, record.kwargs = safe_arguments(args, kwargs)
+        record.rerunnable = (
+            requeue
+            and exact_arguments(args, kwargs)
+            and (record.args == list(args) and record.kwargs == kwargs)
+        )
+
+    async def _claim_key(self, record: TaskRecord) -> bool:
+        """Claim an idempotent task's id cluster-wide; False when another task holds it."""
+        backend = self._scheduler.backend
+        assert backend is not None
+        try:
+            holder = await backend.claim_new(record)
+        except BackendError as exc:
+            logger.warning(
+                "taskflow could not check idempotency key %r (%s); running it here",
+                record.idempotency_key,
+                exc,
+            )
+            holder = None
+        if holder is not None:
+            self.store.discard(record.task_id)
+            return False
+        self.store.release(record.task_id)
+        self._scheduler.mark_live(record)
+        return True
+
+    def spawn(
+        self,
+        record: TaskRecord,
+        definition: TaskDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Run a pending record in the background, tracked for the shutdown drain."""
+        task = asyncio.create_task(self._run(record, definition, args, kwargs))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
 
     def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> str:
         """Start a task now, outside any request (the manager must be started)."""
@@ -255,7 +337,7 @@ class TaskManager:
                 "be retried"
             )
         call = self.store.call_of(task_id)
-        definition = self._by_name.get(record.func_name)
+        definition = self.registry.by_name(record.func_name)
         if call is None and definition is not None and record.args is not None:
             call = CallSpec(definition.func, tuple(record.args), dict(record.kwargs or {}))
         if call is None:
@@ -275,9 +357,12 @@ class TaskManager:
         if self._started:
             return
         self.draining = False
+        self.stopping = asyncio.Event()  # a fresh one for this run's event loop
         if self._threads_closed:
             self._threads = DaemonThreadPool(self.max_workers)
         await self._scheduler.start()
+        if self._cluster is not None:
+            await self._cluster.start()
         self._started = True
         logger.info(
             "taskflow started: instance %s, backend %s",
@@ -294,6 +379,7 @@ class TaskManager:
         if not self._started:
             return
         self.draining = True
+        self.stopping.set()
         began = time.monotonic()
         finished_in_drain = interrupted = 0
         if self._running:
@@ -302,18 +388,25 @@ class TaskManager:
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
+        parked = 0
         for record in self.store.live():
             if record.status is TaskStatus.PENDING:
-                interrupt_unstarted(record, self.bus)
-                interrupted += 1
+                if recovery.park_pending(self, record):
+                    parked += 1
+                else:
+                    interrupt_unstarted(record, self.bus)
+                    interrupted += 1
+        if self._cluster is not None:
+            await self._cluster.stop()
         await self._scheduler.stop()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self._started = False
         logger.info(
-            "taskflow shutdown: %d tasks finished during drain, %d interrupted, %d unflushed, "
-            "%.2fs",
+            "taskflow shutdown: %d tasks finished during drain, %d interrupted, %d requeued, "
+            "%d unflushed, %.2fs",
             finished_in_drain,
             interrupted,
+            parked,
             len(self.store.unflushed()),
             time.monotonic() - began,
         )

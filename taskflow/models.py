@@ -56,6 +56,15 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def exact_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """True when the arguments survive a JSON round trip unchanged (they can be stored to run
+    the task again elsewhere)."""
+    try:
+        return bool(json.loads(json.dumps([list(args), kwargs])) == [list(args), kwargs])
+    except (TypeError, ValueError):
+        return False
+
+
 def safe_arguments(
     args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[list[Any], dict[str, Any]]:
@@ -103,6 +112,8 @@ class TaskRecord:
     kwargs: dict[str, Any] | None = None
     retry_of: str | None = None
     idempotency_key: str | None = None
+    #: ``args``/``kwargs`` hold the exact arguments, so another instance may run the task again.
+    rerunnable: bool = False
 
     @property
     def duration(self) -> float | None:
@@ -132,6 +143,7 @@ class TaskRecord:
             "instance_id": self.instance_id,
             "retry_of": self.retry_of,
             "idempotency_key": self.idempotency_key,
+            "rerunnable": self.rerunnable,
         }
         if include_args:
             data["args"] = self.args
@@ -159,4 +171,5 @@ class TaskRecord:
             kwargs=dict(kwargs) if isinstance(kwargs, dict) else None,
             retry_of=data.get("retry_of"),
             idempotency_key=data.get("idempotency_key"),
+            rerunnable=bool(data.get("rerunnable")),
         )

@@ -49,6 +49,7 @@ class SnapshotScheduler:
         restore_limit: int = 1000,
         retention_days: float | None = None,
         max_history: int | None = None,
+        persist_live: bool = True,
     ) -> None:
         if interval <= 0:
             raise ValueError("snapshot_interval must be greater than 0 seconds")
@@ -59,6 +60,7 @@ class SnapshotScheduler:
         self.restore_limit = restore_limit
         self.retention_days = retention_days
         self.max_history = max_history
+        self.persist_live = persist_live and backend is not None
         self.backend_ok = backend is None
         self.flush_failures = 0
         self.flushed_total = 0
@@ -69,6 +71,9 @@ class SnapshotScheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Any = None
         self._closing = False
+        # Write generations: a flush takes its batch (taken += 1), then succeeds (done = taken).
+        self._taken = self._done = 0
+        self._written = asyncio.Condition()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -83,6 +88,7 @@ class SnapshotScheduler:
             return
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
+        self._written = asyncio.Condition()
         self._closing = False
         self.store.track_unflushed = True
         self._unsubscribe = self.bus.subscribe(self._on_event)
@@ -106,7 +112,7 @@ class SnapshotScheduler:
             return
         deadline = time.monotonic() + FINAL_FLUSH_SECONDS
         delay = RETRY_FIRST
-        while self.store.unflushed() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             if await self.flush():
                 break
             await asyncio.sleep(delay)
@@ -132,39 +138,79 @@ class SnapshotScheduler:
     def _on_event(self, event: TaskEvent) -> None:
         if event.kind is EventKind.FINISHED:
             self._wake.set()
+        elif self.persist_live:
+            self.store.mark_live_dirty(event.record)
+            self._wake.set()
+
+    def mark_live(self, record: TaskRecord) -> None:
+        """Write a live record with the next flush (e.g. after its id was claimed)."""
+        if self.persist_live:
+            self.store.mark_live_dirty(record)
+            self._wake.set()
+
+    async def persisted(self, timeout: float) -> bool:
+        """Wait until a write that started after this call's records changed has succeeded.
+
+        What request handlers await before answering, so an accepted task is in the backend
+        before its id is returned. False when the backend is not ready or ``timeout`` passed.
+        """
+        if self.backend is None or not self.backend_ok:
+            return False
+        target = self._taken + 1
+        self._wake.set()
+        try:
+            async with self._written:
+                await asyncio.wait_for(
+                    self._written.wait_for(lambda: self._done >= target), timeout
+                )
+        except asyncio.TimeoutError:
+            return False
+        return True
 
     async def flush(self) -> bool:
-        """Write every unflushed finished record in one batch. True when nothing is left over.
+        """Write every unflushed finished record and changed live record in one batch.
 
-        Records stay unflushed when the write fails, so calling again later loses nothing.
+        True when everything is written. Records stay unflushed when the write fails, so
+        calling again later loses nothing.
         """
         if self.backend is None:
             return True
         async with self._write_lock:
-            batch = self.store.unflushed()
-            if not batch:
+            finished = self.store.unflushed()
+            live = self.store.take_live_dirty() if self.persist_live else []
+            self._taken += 1
+            taken = self._taken
+            if not finished and not live:
+                await self._mark_written(taken)
                 return True
             started = time.perf_counter()
             try:
-                await self.backend.save(batch)
+                await self.backend.save(finished + live)
             except (BackendError, OSError) as exc:
+                self.store.give_back_live_dirty(live)
                 self.flush_failures += 1
                 if self.backend_ok:
                     logger.warning(
                         "taskflow flush of %d records to %s failed: %s; will retry",
-                        len(batch),
+                        len(finished) + len(live),
                         self.backend.describe(),
                         exc,
                     )
                 self.backend_ok = False
                 return False
             self.last_flush_seconds = time.perf_counter() - started
-            self.flushed_total += len(batch)
-            self.store.mark_flushed(batch)
+            self.flushed_total += len(finished)
+            self.store.mark_flushed(finished)
             if not self.backend_ok:
                 logger.info("taskflow backend %s is reachable again", self.backend.describe())
             self.backend_ok = True
+            await self._mark_written(taken)
             return True
+
+    async def _mark_written(self, generation: int) -> None:
+        async with self._written:
+            self._done = generation
+            self._written.notify_all()
 
     async def _flush_loop(self) -> None:
         # Group commit: everything that finished while a write was in flight goes into the next

@@ -39,6 +39,8 @@ class TaskStore:
         self._finished: OrderedDict[str, TaskRecord] = OrderedDict()
         self._unflushed: OrderedDict[str, TaskRecord] = OrderedDict()
         self._calls: dict[str, CallSpec] = {}
+        self._dirty_live: dict[str, TaskRecord] = {}
+        self._held: set[str] = set()
         self.dropped_unflushed = 0
         self.track_unflushed = False
 
@@ -58,6 +60,39 @@ class TaskStore:
 
     def call_of(self, task_id: str) -> CallSpec | None:
         return self._calls.get(task_id)
+
+    # -- live records waiting to be written (the cluster view) --------------------------------
+
+    def mark_live_dirty(self, record: TaskRecord) -> None:
+        """A live record changed: write it with the next flush (unless it is held)."""
+        if record.task_id in self._live and record.task_id not in self._held:
+            self._dirty_live[record.task_id] = record
+
+    def take_live_dirty(self) -> list[TaskRecord]:
+        """The changed live records, forgotten until they change again or are given back."""
+        taken = [r for r in self._dirty_live.values() if not r.status.finished]
+        self._dirty_live.clear()
+        return taken
+
+    def give_back_live_dirty(self, records: list[TaskRecord]) -> None:
+        """Records a failed write took: write them with a later flush (if still live)."""
+        for record in records:
+            if not record.status.finished:
+                self._dirty_live.setdefault(record.task_id, record)
+
+    def hold(self, task_id: str) -> None:
+        """Keep a new record out of writes until :meth:`release` (its id is not claimed yet)."""
+        self._held.add(task_id)
+
+    def release(self, task_id: str) -> None:
+        self._held.discard(task_id)
+
+    def discard(self, task_id: str) -> None:
+        """Forget a record that will never run (another instance holds its id)."""
+        self._held.discard(task_id)
+        self._live.pop(task_id, None)
+        self._dirty_live.pop(task_id, None)
+        self._calls.pop(task_id, None)
 
     def finish(self, record: TaskRecord) -> None:
         """Move a record that reached a terminal status out of the live set."""

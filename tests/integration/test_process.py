@@ -52,4 +52,4 @@ def test_sigterm_drains_then_marks_running_tasks_interrupted(run_server, tmp_pat
     assert rows == {quick: "success", stuck: "interrupted"}
     summary = [line for line in server.log().splitlines() if "taskflow shutdown" in line]
     assert len(summary) == 1, server.log()
-    assert "1 tasks finished during drain, 1 interrupted, 0 unflushed" in summary[0]
+    assert "1 tasks finished during drain, 1 interrupted, 0 requeued, 0 unflushed" in summary[0]

@@ -1,0 +1,55 @@
+"""Task definitions: the functions registered with ``@task_manager.task`` and their policies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from taskflow.executor import RetryPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefinition:
+    """A registered task: its stable name, the function, and how it is retried and recovered."""
+
+    name: str
+    func: Callable[..., Any]
+    policy: RetryPolicy
+    #: Run again (with its stored arguments) when its instance is lost, instead of ending
+    #: ``interrupted``. For idempotent tasks only: the lost run may have done part of the work.
+    requeue_on_interrupt: bool = False
+
+
+def adhoc_name(func: Callable[..., Any]) -> str:
+    """``module.qualname``: the name of a function that was never registered."""
+    module = getattr(func, "__module__", None) or "unknown"
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{module}.{qualname}"
+
+
+class TaskRegistry:
+    """Definitions by name (the stable key everywhere) and by function object."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, TaskDefinition] = {}
+        self._by_func: dict[Callable[..., Any], TaskDefinition] = {}
+
+    def add(self, definition: TaskDefinition) -> None:
+        """Register; another function under a taken name raises ``ValueError``."""
+        known = self._by_name.get(definition.name)
+        if known is not None and known.func is not definition.func:
+            raise ValueError(
+                f"task name {definition.name!r} is already registered for "
+                f"{adhoc_name(known.func)}; pass name= to register "
+                f"{adhoc_name(definition.func)} under another name"
+            )
+        self._by_name[definition.name] = definition
+        self._by_func[definition.func] = definition
+
+    def by_name(self, name: str) -> TaskDefinition | None:
+        return self._by_name.get(name)
+
+    def for_func(self, func: Callable[..., Any]) -> TaskDefinition:
+        """The registered definition, or an ad-hoc one (no retries) for other functions."""
+        return self._by_func.get(func) or TaskDefinition(adhoc_name(func), func, RetryPolicy())
