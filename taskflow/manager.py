@@ -13,7 +13,7 @@ from typing import Any, TypeVar, overload
 from fastapi import BackgroundTasks
 
 from taskflow import recovery
-from taskflow.backends.base import BackendError, SnapshotBackend
+from taskflow.backends.base import SnapshotBackend
 from taskflow.backends.registry import backend_from_url, load_backend_class
 from taskflow.cluster import ClusterMonitor
 from taskflow.events import EventBus, EventKind
@@ -22,9 +22,7 @@ from taskflow.injection import ManagedBackgroundTasks, bind, note_enqueued
 from taskflow.models import (
     TaskRecord,
     TaskStatus,
-    exact_arguments,
     new_task_id,
-    safe_arguments,
 )
 from taskflow.registry import TaskDefinition, TaskRegistry, adhoc_name
 from taskflow.snapshot import SnapshotScheduler
@@ -81,6 +79,7 @@ class TaskManager:
         accept_timeout: float = 1.0,
         heartbeat_interval: float = 5.0,
         instance_expiry: float = 15.0,
+        max_concurrency: int | None = None,
     ) -> None:
         if snapshot_db is not None and snapshot_backend is not None:
             raise ValueError("give snapshot_db or snapshot_backend, not both")
@@ -122,7 +121,9 @@ class TaskManager:
         self.max_workers = max_workers
         self._instance_id = instance_id
         self.registry = TaskRegistry()
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], TaskRecord] = {}
+        self.max_concurrency = max_concurrency
+        self._slots: asyncio.Semaphore | None = None
         self._threads = DaemonThreadPool(max_workers)
         self._started = False
         self.draining = False
@@ -222,7 +223,7 @@ class TaskManager:
             retry_of=retry_of,
             idempotency_key=idempotency_key,
         )
-        self._store_arguments(record, definition, args, kwargs)
+        recovery.store_arguments(self, record, definition, args, kwargs)
         claim = idempotency_key is not None and self._scheduler.backend is not None
         if claim:
             self.store.hold(task_id)  # written by the claim in the runner, not by a flush
@@ -231,7 +232,7 @@ class TaskManager:
         note_enqueued(record)
 
         async def runner() -> None:
-            if claim and not await self._claim_key(record):
+            if claim and not await recovery.claim_key(self, record):
                 return
             if self._started and not self.draining:
                 self.spawn(record, definition, args, kwargs)
@@ -239,45 +240,6 @@ class TaskManager:
                 await self._run(record, definition, args, kwargs)
 
         return record, runner
-
-    def _store_arguments(
-        self,
-        record: TaskRecord,
-        definition: TaskDefinition,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
-        # Arguments are stored only when shown (display_func_args) or needed to run the task
-        # again elsewhere (requeue), and only marked rerunnable when stored exactly.
-        requeue = definition.requeue_on_interrupt or self.requeue_pending
-        if not (self.display_func_args or requeue):
-            return
-        record.args, record.kwargs = safe_arguments(args, kwargs)
-        record.rerunnable = (
-            requeue
-            and exact_arguments(args, kwargs)
-            and (record.args == list(args) and record.kwargs == kwargs)
-        )
-
-    async def _claim_key(self, record: TaskRecord) -> bool:
-        """Claim an idempotent task's id cluster-wide; False when another task holds it."""
-        backend = self._scheduler.backend
-        assert backend is not None
-        try:
-            holder = await backend.claim_new(record)
-        except BackendError as exc:
-            logger.warning(
-                "taskflow could not check idempotency key %r (%s); running it here",
-                record.idempotency_key,
-                exc,
-            )
-            holder = None
-        if holder is not None:
-            self.store.discard(record.task_id)
-            return False
-        self.store.release(record.task_id)
-        self._scheduler.mark_live(record)
-        return True
 
     def spawn(
         self,
@@ -288,8 +250,11 @@ class TaskManager:
     ) -> None:
         """Run a pending record in the background, tracked for the shutdown drain."""
         task = asyncio.create_task(self._run(record, definition, args, kwargs))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running[task] = record
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
 
     def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> str:
         """Start a task now, outside any request (the manager must be started)."""
@@ -309,18 +274,32 @@ class TaskManager:
         if record.status is not TaskStatus.PENDING:
             return  # interrupted by shutdown before it could start
         try:
-            await execute(
-                record,
-                definition.func,
-                args,
-                kwargs,
-                policy=definition.policy,
-                bus=self.bus,
-                threads=self._threads,
-            )
+            if self._slots is None:
+                await self._execute(record, definition, args, kwargs)
+                return
+            async with self._slots:  # pending until one of max_concurrency slots is free
+                if record.status is TaskStatus.PENDING and not self.draining:
+                    await self._execute(record, definition, args, kwargs)
         except asyncio.CancelledError:
             if not self.draining:
                 raise
+
+    async def _execute(
+        self,
+        record: TaskRecord,
+        definition: TaskDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        await execute(
+            record,
+            definition.func,
+            args,
+            kwargs,
+            policy=definition.policy,
+            bus=self.bus,
+            threads=self._threads,
+        )
 
     def _on_event(self, event: Any) -> None:
         if event.kind is EventKind.FINISHED:
@@ -360,6 +339,8 @@ class TaskManager:
         self.stopping = asyncio.Event()  # a fresh one for this run's event loop
         if self._threads_closed:
             self._threads = DaemonThreadPool(self.max_workers)
+        if self.max_concurrency is not None:
+            self._slots = asyncio.Semaphore(self.max_concurrency)
         await self._scheduler.start()
         if self._cluster is not None:
             await self._cluster.start()
@@ -382,12 +363,19 @@ class TaskManager:
         self.stopping.set()
         began = time.monotonic()
         finished_in_drain = interrupted = 0
-        if self._running:
-            done, still = await asyncio.wait(set(self._running), timeout=self.shutdown_timeout)
+        # Tasks still waiting for a slot never start now; they stay pending (parked or
+        # interrupted below). Running tasks get shutdown_timeout seconds, then are cancelled.
+        waiting = [t for t, r in self._running.items() if r.status is TaskStatus.PENDING]
+        for task in waiting:
+            task.cancel()
+        running = set(self._running) - set(waiting)
+        if running:
+            done, still = await asyncio.wait(running, timeout=self.shutdown_timeout)
             finished_in_drain, interrupted = len(done), len(still)
             for task in still:
                 task.cancel()
             await asyncio.gather(*still, return_exceptions=True)
+        await asyncio.gather(*waiting, return_exceptions=True)
         parked = 0
         for record in self.store.live():
             if record.status is TaskStatus.PENDING:

@@ -1,4 +1,5 @@
-"""What happens to tasks whose instance went away: run them again or record the loss.
+"""Tasks beyond one instance's life: what is stored to run them again, what happens when their
+instance goes away, and idempotency keys.
 
 Claimed records come from :class:`~taskflow.cluster.ClusterMonitor` (each record to exactly one
 survivor); parked records are the pending tasks a clean shutdown leaves for the next instance.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from taskflow.backends.base import BackendError
 from taskflow.cluster import QUEUE_OWNER
 from taskflow.events import EventKind
-from taskflow.models import TaskRecord, TaskStatus, utcnow
+from taskflow.models import TaskRecord, TaskStatus, exact_arguments, safe_arguments, utcnow
+from taskflow.registry import TaskDefinition
 from taskflow.store import CallSpec
 
 if TYPE_CHECKING:
@@ -74,5 +77,46 @@ def park_pending(manager: TaskManager, record: TaskRecord) -> bool:
     if not (manager.requeue_pending and record.rerunnable and record.args is not None):
         return False
     record.instance_id = QUEUE_OWNER
+    manager._scheduler.mark_live(record)
+    return True
+
+
+def store_arguments(
+    manager: TaskManager,
+    record: TaskRecord,
+    definition: TaskDefinition,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> None:
+    # Arguments are stored only when shown (display_func_args) or needed to run the task
+    # again elsewhere (requeue), and only marked rerunnable when stored exactly.
+    requeue = definition.requeue_on_interrupt or manager.requeue_pending
+    if not (manager.display_func_args or requeue):
+        return
+    record.args, record.kwargs = safe_arguments(args, kwargs)
+    record.rerunnable = (
+        requeue
+        and exact_arguments(args, kwargs)
+        and (record.args == list(args) and record.kwargs == kwargs)
+    )
+
+
+async def claim_key(manager: TaskManager, record: TaskRecord) -> bool:
+    """Claim an idempotent task's id cluster-wide; False when another task holds it."""
+    backend = manager._scheduler.backend
+    assert backend is not None
+    try:
+        holder = await backend.claim_new(record)
+    except BackendError as exc:
+        logger.warning(
+            "taskflow could not check idempotency key %r (%s); running it here",
+            record.idempotency_key,
+            exc,
+        )
+        holder = None
+    if holder is not None:
+        manager.store.discard(record.task_id)
+        return False
+    manager.store.release(record.task_id)
     manager._scheduler.mark_live(record)
     return True

@@ -3,6 +3,8 @@
 TEST_BACKEND_URL: backend URL (``sqlite:///...`` or ``redis://...``); TEST_DB: SQLite file
 (shorthand); in memory when neither is set. TEST_REDIS_PREFIX: key prefix for Redis.
 TEST_SHUTDOWN_TIMEOUT: drain seconds. TEST_SNAPSHOT_INTERVAL: safety-net flush seconds.
+Cluster: TEST_HEARTBEAT / TEST_EXPIRY (seconds), TEST_REQUEUE_PENDING=1, TEST_MAX_CONCURRENCY,
+TEST_COMPLETIONS: a file the ``tracked`` task appends its token to when it completes.
 """
 
 from __future__ import annotations
@@ -33,10 +35,15 @@ def _backend() -> SnapshotBackend | None:
     return backend_from_url(url)
 
 
+env = os.environ.get
 task_manager = TaskManager(
     snapshot_backend=_backend(),
-    snapshot_interval=float(os.environ.get("TEST_SNAPSHOT_INTERVAL", "30")),
-    shutdown_timeout=float(os.environ.get("TEST_SHUTDOWN_TIMEOUT", "20")),
+    snapshot_interval=float(env("TEST_SNAPSHOT_INTERVAL", "30")),
+    shutdown_timeout=float(env("TEST_SHUTDOWN_TIMEOUT", "20")),
+    heartbeat_interval=float(env("TEST_HEARTBEAT", "5")),
+    instance_expiry=float(env("TEST_EXPIRY", "15")),
+    requeue_pending=env("TEST_REQUEUE_PENDING") == "1",
+    max_concurrency=int(env("TEST_MAX_CONCURRENCY", "0")) or None,
 )
 app = FastAPI()
 TaskAdmin(app, task_manager)
@@ -62,6 +69,29 @@ def enqueue_sleep(background_tasks: BackgroundTasks, seconds: float = 1.0, sync:
 def enqueue_burst(background_tasks: BackgroundTasks, count: int = 10, seconds: float = 0.0):
     ids = [background_tasks.add_task(sleep_async, seconds) for _ in range(count)]
     return {"task_ids": ids, "instance_id": task_manager.instance_id}
+
+
+@task_manager.task(requeue_on_interrupt=True)
+async def tracked(token: str, seconds: float) -> None:
+    """Sleeps, then records that it completed (one line per completion, from any process)."""
+    await asyncio.sleep(seconds)
+    with open(os.environ["TEST_COMPLETIONS"], "a") as log:  # noqa: ASYNC230 - one short line
+        log.write(f"{token} {task_manager.instance_id}\n")
+
+
+@app.post("/tracked")
+def enqueue_tracked(
+    background_tasks: BackgroundTasks, token: str, seconds: float = 0.2, count: int = 1
+):
+    tokens = [f"{token}-{n}" for n in range(count)] if count > 1 else [token]
+    ids = [background_tasks.add_task(tracked, t, seconds) for t in tokens]
+    return {"task_ids": ids, "tokens": tokens, "instance_id": task_manager.instance_id}
+
+
+@app.post("/idempotent")
+def enqueue_idempotent(background_tasks: BackgroundTasks, key: str, token: str):
+    task_id = background_tasks.add_task(tracked, token, 0.5, idempotency_key=key)
+    return {"task_id": task_id, "instance_id": task_manager.instance_id}
 
 
 @app.get("/ping")
