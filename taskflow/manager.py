@@ -47,8 +47,16 @@ class RetryRefused(Exception):
 _KEY_HOLDERS = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCESS)
 
 
+_default_id: tuple[int, str] = (0, "")
+
+
 def default_instance_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """``host-pid`` of the current process (cached per pid, so forks get their own)."""
+    global _default_id
+    pid = os.getpid()
+    if _default_id[0] != pid:
+        _default_id = (pid, f"{socket.gethostname()}-{pid}")
+    return _default_id[1]
 
 
 class TaskManager:
