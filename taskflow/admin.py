@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 
 from taskflow.api import build_router
+from taskflow.auth import AdminAuth
+from taskflow.dashboard import build_dashboard_router
 from taskflow.injection import ManagerContextMiddleware, install
 from taskflow.manager import TaskManager
+from taskflow.stream import build_stream_router
+from taskflow.streamhub import StreamHub
+
+logger = logging.getLogger("taskflow.auth")
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
@@ -22,6 +29,11 @@ class TaskAdmin:
     * registers startup and shutdown on the app itself (wrapping any ``lifespan=`` the app has),
       so no lifespan function is needed;
     * mounts the JSON API under ``path`` and ``GET /healthz`` / ``GET /readyz`` on the app;
+    * with ``dashboard`` (default), the live dashboard at ``{path}/dashboard``, its event stream
+      at ``{path}/stream`` (a heartbeat every ``stream_heartbeat`` seconds) and ``{path}/login``;
+    * with ``admin_token``, the API, the dashboard and the stream require it (bearer token or
+      the login form's session cookie, see :mod:`taskflow.auth`); the health endpoints stay
+      open. Without one, a warning at startup says that everything under ``path`` is open.
     * with ``auto_install`` (default), routes that declare ``background_tasks: BackgroundTasks``
       get a managed instance whose ``add_task`` returns the task id.
     """
@@ -34,13 +46,24 @@ class TaskAdmin:
         display_func_args: bool = False,
         auto_install: bool = True,
         health_endpoints: bool = True,
+        admin_token: str | None = None,
+        dashboard: bool = True,
+        stream_heartbeat: float = 15.0,
     ) -> None:
         self.app = app
         self.manager = task_manager
         self.path = "/" + path.strip("/")
+        self.auth = AdminAuth(admin_token)
         if display_func_args:
             task_manager.display_func_args = True
-        app.include_router(build_router(task_manager), prefix=self.path)
+        self.stream_hub = StreamHub(task_manager)
+        guarded = [Depends(self.auth.guard)]
+        if dashboard:
+            # Before the API router, whose GET {path}/{task_id} would match these paths too.
+            app.include_router(build_dashboard_router(self.auth, self.path), prefix=self.path)
+            stream = build_stream_router(self.stream_hub, heartbeat=stream_heartbeat)
+            app.include_router(stream, prefix=self.path, dependencies=guarded)
+        app.include_router(build_router(task_manager), prefix=self.path, dependencies=guarded)
         if health_endpoints:
             self._add_health(app)
         if auto_install:
@@ -50,11 +73,19 @@ class TaskAdmin:
 
     def _wrap_lifespan(self, inner: Lifespan) -> Lifespan:
         manager = self.manager
+        auth, path = self.auth, self.path
 
         # Our hooks wrap the app's own lifespan: tasks can be enqueued during its startup, and
         # its shutdown code runs before the drain and the final flush.
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[Any]:
+            if not auth.enabled:
+                logger.warning(
+                    "taskflow: no admin token is set, so the dashboard and the API under %s are "
+                    "open to anyone who can reach this server; set TASKFLOW_ADMIN_TOKEN (or "
+                    "TaskAdmin(admin_token=...))",
+                    path,
+                )
             await manager.start()
             try:
                 async with inner(app) as state:

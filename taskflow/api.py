@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from taskflow import metrics
 from taskflow.manager import RetryRefused
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
+from taskflow.scan import ExtraFilter, scan
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -31,6 +32,10 @@ def build_router(manager: TaskManager) -> APIRouter:
         cursor: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        instance_id: Annotated[str | None, Query(max_length=200)] = None,
+        id_contains: Annotated[
+            str | None, Query(max_length=64, description="a task id or any part of one")
+        ] = None,
     ) -> dict[str, Any]:
         try:
             query = TaskQuery.build(
@@ -43,7 +48,8 @@ def build_router(manager: TaskManager) -> APIRouter:
             )
         except InvalidQuery as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
-        page = await manager._scheduler.aquery(query)
+        # Instance and id prefix are not indexed by the backends: a bounded scan serves them.
+        page = await scan(manager._scheduler, query, ExtraFilter(instance_id, id_contains))
         return {"items": [show(r) for r in page.records], "next_cursor": page.next_cursor}
 
     @router.get("/metrics", summary="Counts by status and function, durations, flush health")

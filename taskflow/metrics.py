@@ -6,9 +6,14 @@ from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any
 
 from taskflow.backends.base import BackendError
+from taskflow.models import TaskRecord, TaskStatus
+from taskflow.query import MAX_LIMIT, TaskQuery
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
+
+#: Newest records (of every instance) that durations and failure rates are computed over.
+WINDOW = MAX_LIMIT
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:
@@ -30,9 +35,30 @@ def _duration_summary(durations: list[float]) -> dict[str, float | int | None]:
     }
 
 
+def _window_figures(
+    records: list[TaskRecord],
+) -> tuple[dict[str, list[float]], Counter[str], Counter[str]]:
+    """Durations, finished counts and failed counts by function name."""
+    durations: dict[str, list[float]] = defaultdict(list)
+    finished: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    for record in records:
+        if record.duration is not None:
+            durations[record.func_name].append(record.duration)
+        if record.status.finished:
+            finished[record.func_name] += 1
+        if record.status is TaskStatus.FAILED:
+            failed[record.func_name] += 1
+    return durations, finished, failed
+
+
 async def collect(manager: TaskManager) -> dict[str, Any]:
-    """Counts cover all stored history plus this instance's live and unflushed records;
-    durations cover the finished records held in memory (the recent window)."""
+    """Counts cover all stored history plus this instance's live and unflushed records.
+
+    Durations and failure rates cover the recent window: the newest :data:`WINDOW` records of
+    every instance (this instance's memory merged with the backend's history), so each instance
+    reports the same cluster-wide figures.
+    """
     scheduler = manager._scheduler
     by_status: Counter[str] = Counter()
     by_func: Counter[str] = Counter()
@@ -46,23 +72,34 @@ async def collect(manager: TaskManager) -> dict[str, Any]:
             by_status.update(counts.by_status)
             by_func.update(counts.by_func)
             history_counted = True
-    durations: dict[str, list[float]] = defaultdict(list)
+    # The backend's counts include this instance's records once they are written: finished
+    # ones when flushed, live ones too when live records are persisted (the cluster view).
+    live_in_history = history_counted and scheduler.persist_live
     for record in manager.store:
-        in_history = history_counted and record.status.finished
-        unflushed = record.task_id in manager.store.unflushed_ids
-        if not in_history or unflushed:
+        if record.status.finished:
+            counted = history_counted and record.task_id not in manager.store.unflushed_ids
+        else:
+            counted = live_in_history
+        if not counted:
             by_status[record.status.value] += 1
             by_func[record.func_name] += 1
-        if record.duration is not None:
-            durations[record.func_name].append(record.duration)
+    window = (await scheduler.aquery(TaskQuery(limit=WINDOW))).records
+    durations, finished, failed = _window_figures(window)
     everything = [d for values in durations.values() for d in values]
     return {
         "instance_id": manager.instance_id,
         "by_status": dict(by_status),
         "by_func": {
-            name: {"count": count, **_duration_summary(durations.get(name, []))}
+            name: {
+                **_duration_summary(durations.get(name, [])),
+                # After the summary, whose own "count" is how many durations it covers.
+                "count": count,
+                "failed_recent": failed[name],
+                "failure_rate": failed[name] / finished[name] if finished[name] else None,
+            }
             for name, count in sorted(by_func.items())
         },
+        "window": len(window),
         "duration": _duration_summary(everything),
         "persistence": {
             "backend": scheduler.backend.describe() if scheduler.backend else None,

@@ -1,0 +1,140 @@
+"""The dashboard page, its static assets, and the login form (``{path}/dashboard``, ``/login``)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import html
+import logging
+from functools import cache
+from importlib import resources
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from taskflow.auth import SESSION_COOKIE, AdminAuth, cross_site
+
+logger = logging.getLogger("taskflow.auth")
+
+#: Files served under ``{path}/dashboard/``, with their media types (nothing else is).
+ASSETS = {
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+#: Sent with the HTML pages: scripts, styles and connections from this origin only, no framing.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+#: Largest login form body accepted (bytes).
+MAX_LOGIN_BODY = 4096
+#: Pause before answering a wrong token: slows guessing without holding a thread.
+FAILED_LOGIN_DELAY = 0.5
+
+
+@cache
+def _read(name: str) -> bytes:
+    return (resources.files("taskflow.dashboard") / "static" / name).read_bytes()
+
+
+def _render(name: str, **values: str) -> str:
+    text = _read(name).decode()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", html.escape(value, quote=True))
+    return text
+
+
+def build_dashboard_router(auth: AdminAuth, path: str) -> APIRouter:
+    """Routes for ``path`` (the admin prefix, e.g. ``/tasks``); URLs include the root path."""
+    pages = DashboardPages(auth, path)
+    router = APIRouter(include_in_schema=False)
+    router.add_api_route("/dashboard", pages.dashboard, methods=["GET"])
+    router.add_api_route("/dashboard/{asset}", pages.asset, methods=["GET"])
+    router.add_api_route("/login", pages.login_form, methods=["GET"])
+    router.add_api_route("/login", pages.login, methods=["POST"])
+    router.add_api_route(
+        "/logout", pages.logout, methods=["POST"], dependencies=[Depends(auth.guard)]
+    )
+    return router
+
+
+class DashboardPages:
+    def __init__(self, auth: AdminAuth, path: str) -> None:
+        self.auth = auth
+        self.path = path
+
+    def base(self, request: Request) -> str:
+        # Behind a proxy under a prefix (uvicorn --root-path), every URL the page uses has it.
+        return str(request.scope.get("root_path", "")).rstrip("/") + self.path
+
+    def _to(self, request: Request, page: str) -> RedirectResponse:
+        return RedirectResponse(f"{self.base(request)}/{page}", status_code=303)
+
+    def _login_page(self, request: Request, error: str = "", status: int = 200) -> HTMLResponse:
+        body = _render("login.html", base=self.base(request), error=error)
+        return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
+
+    async def dashboard(self, request: Request) -> Response:
+        auth, csrf = self.auth, ""
+        if auth.enabled:
+            if auth.authenticated(request) is None:
+                return self._to(request, "login")
+            session = request.cookies.get(SESSION_COOKIE)
+            if session and auth.session_valid(session):
+                csrf = auth.csrf_token(session)
+        body = _render(
+            "index.html",
+            base=self.base(request),
+            csrf=csrf,
+            auth="on" if auth.enabled else "off",
+        )
+        return HTMLResponse(body, headers=PAGE_HEADERS)
+
+    async def asset(self, asset: str, request: Request) -> Response:
+        # Code and styles only, no data: served without a login so the login page can use them.
+        if asset not in ASSETS:
+            raise HTTPException(404, f"no dashboard file {asset!r}")
+        body = _read(asset)
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+        return Response(body, media_type=ASSETS[asset], headers=headers)
+
+    async def login_form(self, request: Request) -> Response:
+        if not self.auth.enabled or self.auth.session_valid(request.cookies.get(SESSION_COOKIE)):
+            return self._to(request, "dashboard")
+        return self._login_page(request)
+
+    async def login(self, request: Request) -> Response:
+        if not self.auth.enabled:
+            return self._to(request, "dashboard")
+        if cross_site(request):
+            return self._login_page(request, "This sign-in came from another site.", 403)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_LOGIN_BODY:
+                return self._login_page(request, "That request was too large.", 413)
+        form = parse_qs(body.decode("utf-8", "replace"))
+        if not self.auth.token_matches(form.get("token", [""])[0]):
+            client = request.client.host if request.client else "unknown"
+            logger.warning("taskflow dashboard: failed login from %s", client)
+            await asyncio.sleep(FAILED_LOGIN_DELAY)
+            return self._login_page(request, "That token is not right.", 401)
+        response = self._to(request, "dashboard")
+        self.auth.start_session(response, request, self.base(request))
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        response = Response(status_code=204)
+        self.auth.end_session(response, request, self.base(request))
+        return response

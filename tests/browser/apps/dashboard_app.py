@@ -1,0 +1,80 @@
+"""The app the browser tests drive, configured by environment variables:
+
+TEST_DB: shared SQLite history (in memory when unset); TEST_INSTANCE_ID: the instance's id;
+TEST_ADMIN_TOKEN: protect the admin (open when unset); TEST_HEARTBEAT: stream heartbeat seconds.
+``POST /enqueue/{name}`` with ``{"args": [...], "kwargs": {...}}`` starts one of the tasks below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from typing import Annotated, Any
+
+from fastapi import BackgroundTasks, Body, FastAPI, HTTPException
+
+from taskflow import TaskAdmin, TaskManager
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+
+task_manager = TaskManager(
+    snapshot_db=os.environ.get("TEST_DB") or None,
+    instance_id=os.environ.get("TEST_INSTANCE_ID") or None,
+    shutdown_timeout=1.0,
+)
+app = FastAPI()
+TaskAdmin(
+    app,
+    task_manager,
+    display_func_args=True,
+    admin_token=os.environ.get("TEST_ADMIN_TOKEN") or None,
+    stream_heartbeat=float(os.environ.get("TEST_HEARTBEAT", "15")),
+)
+
+
+@task_manager.task()
+def send_welcome_email(address: str) -> None:
+    time.sleep(random.uniform(0.01, 0.08))
+
+
+@task_manager.task(retries=2, delay=0.02)
+def charge_card(amount: int, currency: str = "EUR") -> None:
+    time.sleep(random.uniform(0.02, 0.1))
+    if amount > 1000:
+        raise ValueError(f"card declined: {amount} {currency} is over the limit")
+
+
+@task_manager.task()
+async def generate_report(name: str, seconds: float = 0.3) -> None:
+    await asyncio.sleep(seconds)
+
+
+@task_manager.task()
+def resize_image(path: str, width: int = 640) -> None:
+    time.sleep(random.uniform(0.005, 0.03))
+
+
+@task_manager.task()
+def explode(reason: str) -> None:
+    raise RuntimeError(reason)
+
+
+TASKS = {
+    f.__name__: f for f in (send_welcome_email, charge_card, generate_report, resize_image, explode)
+}
+
+
+@app.post("/enqueue/{name}")
+def enqueue(
+    name: str,
+    background_tasks: BackgroundTasks,
+    call: Annotated[dict[str, Any] | None, Body()] = None,
+) -> dict[str, Any]:
+    if name not in TASKS:
+        raise HTTPException(404, f"no task {name}")
+    args, kwargs = (call or {}).get("args", []), (call or {}).get("kwargs", {})
+    task_id = background_tasks.add_task(TASKS[name], *args, **kwargs)
+    return {"task_id": task_id, "instance_id": task_manager.instance_id}
