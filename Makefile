@@ -1,5 +1,5 @@
 # One entry point for people and CI. Every target sets up what it needs by itself.
-.PHONY: setup test test-unit test-integration lint format run bench clean
+.PHONY: setup test test-unit test-integration lint format run up down status url bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -36,11 +36,37 @@ format: setup
 	$(PY) -m ruff format taskflow tests bench deploy
 
 PORT ?= 8000
+WEB_CONCURRENCY ?= 2
 
-# The example app with a few demo tasks, history in ./tasks.db (WAL SQLite).
+# The reference app with a few demo tasks, under gunicorn: WEB_CONCURRENCY workers sharing the
+# history in ./tasks.db (WAL SQLite; TASKFLOW_BACKEND_URL overrides). Each worker seeds its own.
 run: setup
-	@echo "taskflow example app: http://127.0.0.1:$(PORT)/tasks  (Ctrl-C stops it)"
-	TASKFLOW_DEMO_SEED=1 $(PY) -m uvicorn deploy.app:app --host 127.0.0.1 --port $(PORT)
+	@echo "taskflow reference app, $(WEB_CONCURRENCY) workers sharing one WAL SQLite file (Ctrl-C stops it)"
+	@echo "  dashboard: http://127.0.0.1:$(PORT)/tasks/dashboard"
+	@echo "  API:       http://127.0.0.1:$(PORT)/tasks"
+	TASKFLOW_DEMO_SEED=1 WEB_CONCURRENCY=$(WEB_CONCURRENCY) BIND=127.0.0.1:$(PORT) \
+		$(PY) -m gunicorn -c deploy/gunicorn.conf.py deploy.app:app
+
+# The multi-instance topology as local processes (deploy/runner.py, docs/multi-instance.md):
+# INSTANCES gunicorn masters on one shared backend behind nginx on LB_PORT; logs in RUN_DIR.
+BACKEND ?= sqlite
+INSTANCES ?= 3
+LB_PORT ?= 8080
+RUN_DIR ?= run
+RUNNER := $(PY) -m deploy.runner
+
+up: setup
+	$(RUNNER) up --backend $(BACKEND) --instances $(INSTANCES) --lb-port $(LB_PORT) --run-dir $(RUN_DIR)
+
+status: setup
+	@$(RUNNER) status --run-dir $(RUN_DIR)
+
+down: setup
+	$(RUNNER) down --run-dir $(RUN_DIR)
+
+# The load balancer's URL alone, for scripts: LB=$$(make -s url)
+url: setup
+	@$(RUNNER) url --run-dir $(RUN_DIR)
 
 bench: setup
 	$(PY) -m bench.run_all

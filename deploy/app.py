@@ -1,7 +1,9 @@
 """The reference app: what `make run` serves and what every deployment stack runs.
 
 Configured only by the TASKFLOW_* variables (see taskflow/settings.py). The /demo endpoints
-enqueue representative tasks: fast, slow, fails then succeeds on retry, always fails.
+enqueue representative tasks: fast, slow, fails then succeeds on retry, always fails. Each answers
+with the ids it enqueued and the id of the instance that took the request, which is how the load
+tests and the runner's tests see that requests were spread over every instance.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import FastAPI, Query
 
-from taskflow import TaskAdmin, TaskManager
+from taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager
 from taskflow.settings import Settings
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -39,7 +42,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="taskflow reference app", lifespan=lifespan)
-TaskAdmin(app, task_manager, display_func_args=settings.display_func_args)
+TaskAdmin(
+    app,
+    task_manager,
+    display_func_args=settings.display_func_args,
+    admin_token=settings.admin_token,  # TASKFLOW_ADMIN_TOKEN; /healthz and /readyz stay open
+)
+
+#: Most tasks one POST /demo/fast may enqueue.
+MAX_DEMO_COUNT = 1000
 
 
 @task_manager.task()
@@ -71,26 +82,39 @@ def failing_task(reason: str = "always fails") -> None:
     raise RuntimeError(reason)
 
 
+# `background_tasks: BackgroundTasks` works just the same (TaskAdmin installs the managed class);
+# the subclass annotation only tells type checkers that add_task returns the task id.
 @app.post("/demo/fast")
-def demo_fast(background_tasks: BackgroundTasks, count: int = 1) -> dict[str, list[str | None]]:
-    return {"task_ids": [background_tasks.add_task(fast_task, i) for i in range(count)]}
+def demo_fast(
+    background_tasks: ManagedBackgroundTasks,
+    count: Annotated[int, Query(ge=1, le=MAX_DEMO_COUNT)] = 1,
+) -> dict[str, object]:
+    ids = [background_tasks.add_task(fast_task, i) for i in range(count)]
+    return {"task_ids": ids, "instance_id": task_manager.instance_id}
 
 
 @app.post("/demo/slow")
-def demo_slow(background_tasks: BackgroundTasks, seconds: float = 1.0) -> dict[str, str | None]:
-    return {"task_id": background_tasks.add_task(slow_task, seconds)}
+def demo_slow(
+    background_tasks: ManagedBackgroundTasks, seconds: Annotated[float, Query(ge=0, le=3600)] = 1.0
+) -> dict[str, object]:
+    task_id = background_tasks.add_task(slow_task, seconds)
+    return {"task_id": task_id, "instance_id": task_manager.instance_id}
 
 
 @app.post("/demo/flaky")
-def demo_flaky(background_tasks: BackgroundTasks, failures: int = 2) -> dict[str, str | None]:
-    return {"task_id": background_tasks.add_task(flaky_task, failures)}
+def demo_flaky(
+    background_tasks: ManagedBackgroundTasks, failures: Annotated[int, Query(ge=0, le=3)] = 2
+) -> dict[str, object]:
+    task_id = background_tasks.add_task(flaky_task, failures)
+    return {"task_id": task_id, "instance_id": task_manager.instance_id}
 
 
 @app.post("/demo/fail")
 def demo_fail(
-    background_tasks: BackgroundTasks, reason: str = "always fails"
-) -> dict[str, str | None]:
-    return {"task_id": background_tasks.add_task(failing_task, reason)}
+    background_tasks: ManagedBackgroundTasks, reason: str = "always fails"
+) -> dict[str, object]:
+    task_id = background_tasks.add_task(failing_task, reason)
+    return {"task_id": task_id, "instance_id": task_manager.instance_id}
 
 
 @app.get("/")
@@ -98,6 +122,7 @@ def index() -> dict[str, object]:
     return {
         "instance_id": task_manager.instance_id,
         "tasks": "/tasks",
+        "dashboard": "/tasks/dashboard",
         "metrics": "/tasks/metrics",
         "try": [
             "POST /demo/fast?count=5",

@@ -1,0 +1,102 @@
+"""Gunicorn settings for the reference app, the same in every stack.
+
+    gunicorn -c deploy/gunicorn.conf.py deploy.app:app
+
+Besides the TASKFLOW_* contract (taskflow/settings.py) it reads, all optional:
+
+* ``BIND`` (e.g. ``127.0.0.1:8001``) or ``PORT``: where to listen (default ``0.0.0.0:8000``);
+* ``WEB_CONCURRENCY``: worker processes (default 2);
+* ``GUNICORN_PIDFILE``, ``GUNICORN_CONTROL_SOCKET``: per-master files, for several masters on one
+  host (the local runner gives each its own in the run folder);
+* ``FORWARDED_ALLOW_IPS``: who may set X-Forwarded-* (default loopback: the local nginx).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from taskflow.settings import Settings
+
+#: The port every stack's instances listen on (nginx/conf.d/upstream.conf points at it).
+DEFAULT_PORT = 8000
+#: Workers per master when WEB_CONCURRENCY is not set.
+DEFAULT_WORKERS = 2
+#: Seconds gunicorn waits beyond TASKFLOW_SHUTDOWN_TIMEOUT for the final flush and exit.
+GRACE_MARGIN = 10
+
+_settings = Settings.from_env()  # fails here, in the master, on a bad TASKFLOW_* value
+
+# ASGI workers. uvicorn_worker is the maintained home of UvicornWorker; `uvicorn.workers` is
+# deprecated.
+worker_class = "uvicorn_worker.UvicornWorker"
+
+# Several processes per instance, all sharing the backend. WEB_CONCURRENCY is the name PaaS
+# platforms and gunicorn itself use.
+workers = int(os.environ.get("WEB_CONCURRENCY") or DEFAULT_WORKERS)
+
+# Containers listen on every interface of their own network namespace; the runner passes a
+# loopback BIND so that only its nginx is in front of the instances.
+bind = [os.environ.get("BIND") or f"0.0.0.0:{os.environ.get('PORT') or DEFAULT_PORT}"]
+
+# SIGTERM makes each worker drain its running tasks for up to TASKFLOW_SHUTDOWN_TIMEOUT, then
+# flush; gunicorn must wait longer than that before it SIGKILLs the worker, or the drain is cut
+# short. Compose's stop_grace_period / k8s terminationGracePeriodSeconds must in turn exceed this.
+graceful_timeout = math.ceil(_settings.shutdown_timeout) + GRACE_MARGIN  # gunicorn wants an int
+
+# A worker whose event loop does not report back for this long is hung: restart it. Sync tasks
+# run in threads, never on the loop, so this is not a limit on task duration. A worker that
+# leaves by itself (max_requests below) stops reporting while it drains, so this must also
+# outlast the drain, or the master would kill it halfway.
+timeout = max(30, graceful_timeout)
+
+# Recycle each worker after about this many requests (the jitter keeps the workers of one master
+# from restarting together). The leaving worker drains and flushes like on SIGTERM.
+max_requests = 1000
+max_requests_jitter = 100
+
+# No preload: the app (and its TaskManager, thread pool and backend connections) is created in
+# each worker after fork; connections are opened in each worker's lifespan, never shared.
+preload_app = False
+
+# Idle keep-alive seconds for connections from nginx: longer than nginx's upstream
+# keepalive_timeout (nginx/snippets/upstream.conf), so nginx always closes first and never sends
+# a request on a connection the worker is closing.
+keepalive = 75
+
+# Worker heartbeats are file metadata updates: keep them in memory, not on a container's overlay
+# filesystem where they can stall.
+worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+
+# Several masters on one host must not share files. The pid file is off unless asked for (in a
+# container the master is PID 1); gunicorn's control socket defaults to ONE path per user, which
+# a second master would take over, so it is off unless given a path of its own.
+pidfile = os.environ.get("GUNICORN_PIDFILE") or None
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or None
+control_socket_disable = _control_socket is None
+if _control_socket is not None:
+    control_socket = _control_socket
+
+# Tells the masters apart in `ps` (when setproctitle is installed) and in the logs.
+proc_name = f"taskflow-{_settings.instance_id or bind[0]}"
+
+# Uvicorn takes client address and scheme from X-Forwarded-* only from these addresses: the
+# local nginx by default; stacks where nginx has another address set FORWARDED_ALLOW_IPS.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
+
+# nginx logs every request with its request id; gunicorn logs its own events to stderr.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL") or "info"
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """Give each worker its own instance id: ``<TASKFLOW_INSTANCE_ID>-<pid>``.
+
+    Every worker is a TaskManager of its own, so it needs an id of its own, as the default
+    (host-pid) is. The app is imported after this runs (no preload), so it reads the new value.
+    """
+    base = os.environ.get("TASKFLOW_INSTANCE_ID", "").strip()
+    if base:
+        os.environ["TASKFLOW_INSTANCE_ID"] = f"{base}-{os.getpid()}"

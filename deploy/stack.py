@@ -1,0 +1,212 @@
+"""The local stack's processes: what runs, where its state is kept, how it starts and stops.
+
+One run folder holds everything: state.json (which lets a later ``status`` or ``down`` find the
+processes), one log per process, the SQLite file or Redis's data, and nginx's prefix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy import nginx_config
+from deploy.processes import (
+    Proc,
+    accepts_connections,
+    free_port,
+    http_status,
+    is_alive,
+    log_tail,
+    redis_answers,
+    spawn,
+    stop,
+)
+from taskflow.settings import DEFAULTS, Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE_FILE = "state.json"
+BACKENDS = ("sqlite", "redis")
+#: What "an instance is up" means: the app's readiness endpoint answers 200.
+READY_PATH = "/readyz"
+#: Seconds each component gets to come up before ``up`` gives up (and cleans up).
+START_TIMEOUT = 60.0
+#: Seconds beyond gunicorn's graceful_timeout (TASKFLOW_SHUTDOWN_TIMEOUT + 10, see
+#: deploy/gunicorn.conf.py) before what is left of a stopping instance gets SIGKILL.
+STOP_MARGIN = 15
+#: Seconds nginx and redis-server get to stop.
+AUX_STOP_TIMEOUT = 10.0
+
+
+class StartError(RuntimeError):
+    """A component did not come up; the message says which and shows its log's tail."""
+
+
+@dataclass
+class State:
+    backend: str
+    instances: int
+    lb_port: int
+    backend_url: str = ""
+    procs: list[Proc] = field(default_factory=list)
+    complete: bool = False  # every component was up when ``up`` finished
+
+    @property
+    def lb_url(self) -> str:
+        return f"http://127.0.0.1:{self.lb_port}"
+
+    def save(self, run_dir: Path) -> None:
+        data = {**self.__dict__, "procs": [p.to_dict() for p in self.procs]}
+        tmp = run_dir / f"{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(run_dir / STATE_FILE)  # atomic: a crash never leaves half a state file
+
+    @classmethod
+    def load(cls, run_dir: Path) -> State | None:
+        try:
+            data = json.loads((run_dir / STATE_FILE).read_text())
+        except FileNotFoundError:
+            return None
+        data["procs"] = [Proc.from_dict(p) for p in data["procs"]]
+        return cls(**data)
+
+
+def instance_stop_timeout() -> float:
+    try:
+        drain = Settings.from_env().shutdown_timeout
+    except SettingsError:  # the instances refused it too; they use nothing longer than this
+        drain = float(DEFAULTS["TASKFLOW_SHUTDOWN_TIMEOUT"])
+    return math.ceil(drain) + STOP_MARGIN
+
+
+def preflight(backend: str) -> dict[str, str]:
+    """The binaries this backend needs; exits naming what to install when one is missing."""
+    try:
+        Settings.from_env()  # every instance would refuse a bad TASKFLOW_* value: say so once
+    except SettingsError as exc:
+        raise SystemExit(str(exc)) from None
+    missing = [m for m in ("gunicorn", "uvicorn_worker") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)} missing: pip install 'taskflow-kit[server]'")
+    binaries = {"nginx": nginx_config.find_nginx()}
+    if backend == "redis":
+        binaries["redis-server"] = shutil.which("redis-server")
+    absent = " ".join(sorted(k for k, v in binaries.items() if v is None))
+    if absent:
+        raise SystemExit(f"not installed: {absent} (Debian: apt-get install {absent})")
+    return {k: v for k, v in binaries.items() if v is not None}
+
+
+def start(run_dir: Path, state: State, binaries: dict[str, str]) -> None:
+    """Start the backend, the instances and nginx, each only once the one before answers."""
+    taken = {state.lb_port}
+
+    def new_port() -> int:
+        port = free_port()
+        while port in taken:
+            port = free_port()
+        taken.add(port)
+        return port
+
+    def started(name: str, kind: str, argv: list[str], port: int, **env: str) -> Proc:
+        cwd = ROOT if kind == "instance" else run_dir
+        log = run_dir / f"{name}.log"
+        proc = spawn(name, kind, argv, port=port, log=log, env={**os.environ, **env}, cwd=cwd)
+        state.procs.append(proc)
+        state.save(run_dir)  # at once, so that `down` finds it even if `up` dies now
+        return proc
+
+    if state.backend == "redis":
+        port = new_port()
+        data = run_dir / "redis"
+        data.mkdir(exist_ok=True)
+        # Its own server on its own port (never one already running): data in the run folder.
+        argv = [binaries["redis-server"], "--port", str(port), "--bind", "127.0.0.1"]
+        argv += ["--dir", str(data), "--save", "", "--appendonly", "yes", "--logfile", ""]
+        redis = started("redis", "redis", argv, port)
+        _wait(lambda: redis_answers(port), redis, "redis-server")
+        state.backend_url = f"redis://127.0.0.1:{port}/0"
+    else:
+        state.backend_url = f"sqlite:///{run_dir / 'tasks.db'}"  # one WAL file for every worker
+
+    apps = []
+    for i in range(1, state.instances + 1):
+        name, port = f"app-{i}", new_port()
+        argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")]
+        apps.append(
+            started(
+                name,
+                "instance",
+                [*argv, "deploy.app:app"],
+                port,
+                **_env(run_dir, state, name, port),
+            )
+        )
+    for app in apps:
+        _wait_http(app.url + READY_PATH, app, app.name)
+
+    prefix = run_dir / "nginx"
+    nginx_config.render(prefix, port=state.lb_port, servers=[f"127.0.0.1:{a.port}" for a in apps])
+    nginx = started(
+        "nginx", "nginx", nginx_config.command(binaries["nginx"], prefix), state.lb_port
+    )
+    _wait_http(state.lb_url + nginx_config.LB_HEALTH_PATH, nginx, "nginx")
+    _wait_http(state.lb_url + READY_PATH, nginx, "nginx -> instances")
+    state.complete = True
+    state.save(run_dir)
+
+
+def _env(run_dir: Path, state: State, name: str, port: int) -> dict[str, str]:
+    return {
+        "TASKFLOW_BACKEND_URL": state.backend_url,
+        "TASKFLOW_INSTANCE_ID": name,  # each worker adds its pid (deploy/gunicorn.conf.py)
+        "BIND": f"127.0.0.1:{port}",  # loopback: only nginx is in front of the instances
+        "PORT": "",  # an inherited PORT must not matter: BIND wins
+        "GUNICORN_PIDFILE": str(run_dir / f"{name}.pid"),
+        "GUNICORN_CONTROL_SOCKET": str(run_dir / f"{name}.ctl"),
+    }
+
+
+def _wait_http(url: str, proc: Proc, what: str) -> None:
+    _wait(lambda: http_status(url) == 200, proc, what)
+
+
+def _wait(check: Callable[[], bool], proc: Proc, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not check():
+        if not is_alive(proc):
+            raise StartError(f"{what} exited; end of {proc.log}:\n{log_tail(proc.log)}")
+        if time.monotonic() > deadline:
+            tail = log_tail(proc.log)
+            raise StartError(
+                f"{what} not up after {START_TIMEOUT:.0f}s; end of {proc.log}:\n{tail}"
+            )
+        time.sleep(0.1)
+
+
+def stop_all(state: State) -> tuple[list[str], list[int]]:
+    """Stop nginx, then the instances (they drain and flush), then Redis.
+
+    Returns what is still left: names of processes that would not die, ports still accepting.
+    """
+    stages = [
+        ([p for p in state.procs if p.kind == "nginx"], AUX_STOP_TIMEOUT),
+        ([p for p in state.procs if p.kind == "instance"], instance_stop_timeout()),
+        ([p for p in state.procs if p.kind == "redis"], AUX_STOP_TIMEOUT),
+    ]
+    left: list[str] = []
+    for procs, timeout in stages:
+        if procs:
+            with ThreadPoolExecutor(len(procs)) as pool:
+                gone = list(pool.map(stop, procs, [timeout] * len(procs)))
+            left += [p.name for p, ok in zip(procs, gone, strict=True) if not ok]
+    busy = [p.port for p in state.procs if accepts_connections(p.port)]
+    return left, busy
