@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from taskflow.api import build_router
 from taskflow.auth import AdminAuth
@@ -57,19 +58,52 @@ class TaskAdmin:
         if display_func_args:
             task_manager.display_func_args = True
         self.stream_hub = StreamHub(task_manager)
-        guarded = [Depends(self.auth.guard)]
-        if dashboard:
-            # Before the API router, whose GET {path}/{task_id} would match these paths too.
-            app.include_router(build_dashboard_router(self.auth, self.path), prefix=self.path)
-            stream = build_stream_router(self.stream_hub, heartbeat=stream_heartbeat)
-            app.include_router(stream, prefix=self.path, dependencies=guarded)
-        app.include_router(build_router(task_manager), prefix=self.path, dependencies=guarded)
+        self._mount(app, task_manager, dashboard, stream_heartbeat)
         if health_endpoints:
             self._add_health(app)
         if auto_install:
             install()
             app.add_middleware(ManagerContextMiddleware, manager=task_manager)
         app.router.lifespan_context = self._wrap_lifespan(app.router.lifespan_context)
+
+    def _mount(
+        self, app: FastAPI, manager: TaskManager, dashboard: bool, stream_heartbeat: float
+    ) -> None:
+        # Everything under `path` is one Mount, so requests to the app's own routes pass one
+        # prefix check instead of matching every taskflow route first (they are registered
+        # before the user's routes). The Mount does not match `path` itself, so the listing
+        # also gets a plain route; both serve from the same router.
+        guarded = [Depends(self.auth.guard)]
+        admin = APIRouter()
+        if dashboard:
+            # Before the API routes, whose GET /{task_id} would match these paths too.
+            admin.include_router(build_dashboard_router(self.auth, self.path))
+            stream = build_stream_router(self.stream_hub, heartbeat=stream_heartbeat)
+            admin.include_router(stream, dependencies=guarded)
+        api = build_router(manager, root="/")
+        admin.include_router(api, dependencies=guarded)
+        listing = next(r for r in api.routes if isinstance(r, APIRoute) and r.path == "/")
+        app.router.routes.append(
+            APIRoute(
+                self.path,
+                listing.endpoint,
+                methods=["GET"],
+                dependencies=guarded,
+                include_in_schema=False,
+            )
+        )
+        app.mount(self.path, admin, name="taskflow")
+        # A mount is invisible to OpenAPI: the same routes are appended after the app's own
+        # routes at startup, where the mount always matches first, so they only document.
+        self._document = [build_router(manager), stream] if dashboard else [build_router(manager)]
+        self._guarded = guarded
+
+    def _add_documentation(self, app: Any) -> None:
+        if self._document:
+            for router in self._document:
+                app.include_router(router, prefix=self.path, dependencies=self._guarded)
+            self._document = []
+            app.openapi_schema = None
 
     def _wrap_lifespan(self, inner: Lifespan) -> Lifespan:
         manager = self.manager
@@ -86,6 +120,7 @@ class TaskAdmin:
                     "TaskAdmin(admin_token=...))",
                     path,
                 )
+            self._add_documentation(app)
             await manager.start()
             try:
                 async with inner(app) as state:

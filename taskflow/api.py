@@ -17,14 +17,15 @@ if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 
-def build_router(manager: TaskManager) -> APIRouter:
+def build_router(manager: TaskManager, root: str = "") -> APIRouter:
+    """The API routes; the listing is at ``root`` ("" under a prefix, "/" inside a mount)."""
     router = APIRouter(tags=["taskflow"])
 
     def show(record: Any) -> dict[str, Any]:
         data: dict[str, Any] = record.to_dict(include_args=manager.display_func_args)
         return data
 
-    @router.get("", summary="List tasks, newest first")
+    @router.get(root, summary="List tasks, newest first")
     async def list_tasks(
         status: Annotated[str | None, Query(description="pending, running, success, ...")] = None,
         func_name: str | None = None,

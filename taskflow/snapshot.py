@@ -29,6 +29,8 @@ PRUNE_EVERY = 60.0
 RETRY_FIRST, RETRY_MAX = 0.1, 5.0
 #: How long the final flush at shutdown keeps retrying a failing backend (seconds).
 FINAL_FLUSH_SECONDS = 5.0
+#: Longest a change of a live record waits before it is written (seconds).
+LIVE_WRITE_DELAY = 0.2
 #: How long a synchronous ``query()`` waits for the server's event loop (seconds).
 SYNC_QUERY_TIMEOUT = 30.0
 
@@ -70,6 +72,7 @@ class SnapshotScheduler:
         self._loops: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unsubscribe: Any = None
+        self._live_timer: asyncio.TimerHandle | None = None
         self._closing = False
         # Write generations: a flush takes its batch (taken += 1), then succeeds (done = taken).
         self._taken = self._done = 0
@@ -102,6 +105,9 @@ class SnapshotScheduler:
         """Final flush regardless of the interval, then close the backend."""
         self._closing = True
         self._wake.set()
+        if self._live_timer is not None:
+            self._live_timer.cancel()
+            self._live_timer = None
         for task in self._loops[1:]:
             task.cancel()  # maintenance only sleeps and pings: no need to wait for it
         # Let an in-flight write finish instead of cancelling it: some clients turn a
@@ -140,7 +146,18 @@ class SnapshotScheduler:
             self._wake.set()
         elif self.persist_live:
             self.store.mark_live_dirty(event.record)
-            self._wake.set()
+            self._wake_soon()
+
+    def _wake_soon(self) -> None:
+        # Live changes (created, started, retrying) are written within LIVE_WRITE_DELAY, not at
+        # once: a short task finishes meanwhile and one write carries only its final state.
+        # A request waiting for its tasks to be stored (persisted()) wakes the flush at once.
+        if self._live_timer is None and self._loop is not None:
+            self._live_timer = self._loop.call_later(LIVE_WRITE_DELAY, self._live_due)
+
+    def _live_due(self) -> None:
+        self._live_timer = None
+        self._wake.set()
 
     def mark_live(self, record: TaskRecord) -> None:
         """Write a live record with the next flush (e.g. after its id was claimed)."""

@@ -73,7 +73,10 @@ class DashboardPages:
 
     def base(self, request: Request) -> str:
         # Behind a proxy under a prefix (uvicorn --root-path), every URL the page uses has it.
-        return str(request.scope.get("root_path", "")).rstrip("/") + self.path
+        # Inside TaskAdmin's mount, root_path already ends with the mount path; app_root_path
+        # is the server's own prefix.
+        root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+        return str(root).rstrip("/") + self.path
 
     def _to(self, request: Request, page: str) -> RedirectResponse:
         return RedirectResponse(f"{self.base(request)}/{page}", status_code=303)
