@@ -16,8 +16,9 @@ from taskflow import recovery
 from taskflow.backends.base import SnapshotBackend
 from taskflow.backends.registry import backend_from_url, load_backend_class
 from taskflow.cluster import ClusterMonitor
+from taskflow.drain import drain
 from taskflow.events import EventBus, EventKind
-from taskflow.executor import RetryPolicy, execute, interrupt_unstarted
+from taskflow.executor import RetryPolicy, execute
 from taskflow.injection import ManagedBackgroundTasks, bind, note_enqueued
 from taskflow.models import (
     TaskRecord,
@@ -370,39 +371,19 @@ class TaskManager:
         self.draining = True
         self.stopping.set()
         began = time.monotonic()
-        finished_in_drain = interrupted = 0
-        # Tasks still waiting for a slot never start now; they stay pending (parked or
-        # interrupted below). Running tasks get shutdown_timeout seconds, then are cancelled.
-        waiting = [t for t, r in self._running.items() if r.status is TaskStatus.PENDING]
-        for task in waiting:
-            task.cancel()
-        running = set(self._running) - set(waiting)
-        if running:
-            done, still = await asyncio.wait(running, timeout=self.shutdown_timeout)
-            finished_in_drain, interrupted = len(done), len(still)
-            for task in still:
-                task.cancel()
-            await asyncio.gather(*still, return_exceptions=True)
-        await asyncio.gather(*waiting, return_exceptions=True)
-        parked = 0
-        for record in self.store.live():
-            if record.status is TaskStatus.PENDING:
-                if recovery.park_pending(self, record):
-                    parked += 1
-                else:
-                    interrupt_unstarted(record, self.bus)
-                    interrupted += 1
+        summary = await drain(self)
         if self._cluster is not None:
             await self._cluster.stop()
         await self._scheduler.stop()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self._started = False
         logger.info(
-            "taskflow shutdown: %d tasks finished during drain, %d interrupted, %d requeued, "
+            "taskflow shutdown%s: %d tasks finished during drain, %d interrupted, %d requeued, "
             "%d unflushed, %.2fs",
-            finished_in_drain,
-            interrupted,
-            parked,
+            " (forced by a second signal)" if summary.forced else "",
+            summary.finished,
+            summary.interrupted,
+            summary.parked,
             len(self.store.unflushed()),
             time.monotonic() - began,
         )

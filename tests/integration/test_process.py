@@ -53,3 +53,22 @@ def test_sigterm_drains_then_marks_running_tasks_interrupted(run_server, tmp_pat
     summary = [line for line in server.log().splitlines() if "taskflow shutdown" in line]
     assert len(summary) == 1, server.log()
     assert "1 tasks finished during drain, 1 interrupted, 0 requeued, 0 unflushed" in summary[0]
+
+
+def test_a_second_sigterm_cuts_the_drain_short(run_server, tmp_path):
+    db = tmp_path / "tasks.db"
+    server = run_server(APP, env={"TEST_DB": str(db), "TEST_SHUTDOWN_TIMEOUT": "30"})
+    stuck = httpx.post(f"{server.url}/sleep", params={"seconds": 60, "sync": False}).json()
+    time.sleep(0.2)
+    server.signal(signal.SIGTERM)
+    time.sleep(1.0)
+    assert server.proc is not None and server.proc.poll() is None, "the drain should still wait"
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    server.wait_clean_exit(15)
+    assert time.monotonic() - started < 5, "the second signal should end the drain at once"
+    with sqlite3.connect(db) as conn:
+        rows = dict(conn.execute("SELECT task_id, status FROM tasks").fetchall())
+    assert rows == {stuck["task_id"]: "interrupted"}
+    summary = [line for line in server.log().splitlines() if "taskflow shutdown" in line]
+    assert len(summary) == 1 and "(forced by a second signal)" in summary[0], server.log()
