@@ -198,8 +198,12 @@ class TaskManager:
 
     # -- submitting ------------------------------------------------------------------------
 
-    def get_tasks(self, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
-        """FastAPI dependency: ``tasks = Depends(task_manager.get_tasks)``; ``add_task`` -> id."""
+    async def get_tasks(self, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
+        """FastAPI dependency: ``tasks = Depends(task_manager.get_tasks)``; ``add_task`` -> id.
+
+        A coroutine only so FastAPI calls it on the event loop: a plain ``def`` dependency is
+        run in a worker thread, a thread hop per request for no I/O at all.
+        """
         return bind(self, background_tasks)
 
     def enqueue(
