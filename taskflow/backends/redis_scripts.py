@@ -60,38 +60,48 @@ for i = FIRST, #ARGV, W do
     saved = saved + 1
   end
 end
--- 3. Write each final version once. Index additions are gathered per key and written with one
---    ZADD per key (in chunks): several times cheaper than one ZADD per record and index.
-local adds, order = {}, {}
+-- 3. Write each final version once. Index changes are gathered per key and applied with one
+--    command per key (in chunks): several times cheaper than commands per record and index.
+--    Removals go first; for any one id only its final version adds anything.
+local adds, add_order, zrems, srems = {}, {}, {}, {}
 local function add(key, ts, id)
   local members = adds[key]
   if members == nil then
     members = {}
     adds[key] = members
-    order[#order + 1] = key
+    add_order[#add_order + 1] = key
   end
   local n = #members
   members[n + 1] = ts
   members[n + 2] = id
 end
-local known, left = {}, {}
+local function remove(into, key, id)
+  local members = into[key]
+  if members == nil then
+    members = {}
+    into[key] = members
+  end
+  members[#members + 1] = id
+end
+local known, left, lost_funcs = {}, {}, {}
 for _, id in ipairs(ids) do
   local i = final[id]
   if i then
     local st, fn, ts, owner = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     local was_st, was_fn, was_owner = old_st[id], old_fn[id], old_owner[id]
     if was_st then
-      if was_st ~= st then redis.call('ZREM', status_p .. was_st, id) end
+      if was_st ~= st then remove(zrems, status_p .. was_st, id) end
       if was_fn and (was_st ~= st or was_fn ~= fn) then
-        redis.call('ZREM', sf_p .. was_st .. ':' .. was_fn, id)
+        remove(zrems, sf_p .. was_st .. ':' .. was_fn, id)
       end
+      if terminal[was_st] and not terminal[st] then remove(zrems, KEYS[2], id) end
     end
     if was_fn and was_fn ~= fn then
-      redis.call('ZREM', func_p .. was_fn, id)
-      if redis.call('EXISTS', func_p .. was_fn) == 0 then redis.call('SREM', KEYS[3], was_fn) end
+      remove(zrems, func_p .. was_fn, id)
+      lost_funcs[was_fn] = true
     end
     if was_owner and (was_owner ~= owner or terminal[st]) then
-      redis.call('SREM', live_p .. was_owner, id)
+      remove(srems, live_p .. was_owner, id)
       left[was_owner] = true
     end
     redis.call('HSET', task_p .. id, 'data', ARGV[i + 5], 'status', st, 'func_name', fn,
@@ -103,9 +113,7 @@ for _, id in ipairs(ids) do
     if terminal[st] then
       add(KEYS[2], ts, id)
     else
-      redis.call('SADD', live_p .. owner, id)
-      redis.call('SADD', KEYS[4], owner)
-      if was_st and terminal[was_st] then redis.call('ZREM', KEYS[2], id) end
+      add(live_p .. owner, false, id)
     end
     if not known[fn] then
       redis.call('SADD', KEYS[3], fn)
@@ -113,11 +121,35 @@ for _, id in ipairs(ids) do
     end
   end
 end
-for _, key in ipairs(order) do
-  local members = adds[key]
-  for first = 1, #members, 1000 do
-    redis.call('ZADD', key, unpack(members, first, math.min(first + 999, #members)))
+local CHUNK = 1000
+for key, members in pairs(zrems) do
+  for first = 1, #members, CHUNK do
+    redis.call('ZREM', key, unpack(members, first, math.min(first + CHUNK - 1, #members)))
   end
+end
+for key, members in pairs(srems) do
+  for first = 1, #members, CHUNK do
+    redis.call('SREM', key, unpack(members, first, math.min(first + CHUNK - 1, #members)))
+  end
+end
+for _, key in ipairs(add_order) do
+  local members = adds[key]
+  if members[1] == false then
+    -- a live set: members only (every other entry is an id)
+    local only = {}
+    for n = 2, #members, 2 do only[#only + 1] = members[n] end
+    for first = 1, #only, CHUNK do
+      redis.call('SADD', key, unpack(only, first, math.min(first + CHUNK - 1, #only)))
+    end
+    redis.call('SADD', KEYS[4], string.sub(key, #live_p + 1))
+  else
+    for first = 1, #members, 2 * CHUNK do
+      redis.call('ZADD', key, unpack(members, first, math.min(first + 2 * CHUNK - 1, #members)))
+    end
+  end
+end
+for fn in pairs(lost_funcs) do
+  if redis.call('EXISTS', func_p .. fn) == 0 then redis.call('SREM', KEYS[3], fn) end
 end
 for owner in pairs(left) do
   if redis.call('SCARD', live_p .. owner) == 0 then redis.call('SREM', KEYS[4], owner) end
