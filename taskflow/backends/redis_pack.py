@@ -21,6 +21,10 @@ except ImportError:  # hiredis missing or too old: keep redis-py's own packing
 class _HiredisPacking:
     def pack_command(self, *args: Any) -> list[bytes]:
         assert _hiredis_pack is not None  # only mixed in when hiredis is there
+        # As redis-py does: a command name of several words ("SCRIPT LOAD") is several args.
+        name = args[0]
+        if isinstance(name, str) and " " in name:
+            args = (*name.split(), *args[1:])
         return [_hiredis_pack(args)]
 
 

@@ -135,3 +135,18 @@ async def test_a_failing_save_writes_nothing(redis_store: Store, redis_url: str)
     assert await backend.get("first") is None
     assert await backend.load_recent(10) == []
     assert await redis_store.problems() == []
+
+
+async def test_scripts_load_on_a_server_that_has_none(redis_store: Store, redis_url: str) -> None:
+    # A fresh or restarted server has no scripts cached: the client must load them (a
+    # two-word command, SCRIPT LOAD, which the command packing has to split like redis-py).
+    raw = Redis.from_url(redis_url)
+    try:
+        await raw.script_flush()
+    finally:
+        await raw.aclose()
+    backend = redis_store.make()
+    await backend.open()
+    await backend.save([finished("after-flush")])
+    stored = await backend.get("after-flush")
+    assert stored is not None and stored.status is TaskStatus.SUCCESS
