@@ -1,5 +1,5 @@
 # One entry point for people and CI. Every target sets up what it needs by itself.
-.PHONY: setup test test-unit test-integration lint format run up down status url bench clean
+.PHONY: setup test test-unit test-integration lint format run up down status url loadtest bench clean
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,13 +27,13 @@ test-integration: setup
 	$(PY) -m pytest tests/integration -q
 
 lint: setup
-	$(PY) -m ruff check taskflow tests bench deploy
-	$(PY) -m ruff format --check taskflow tests bench deploy
+	$(PY) -m ruff check taskflow tests bench deploy loadtest
+	$(PY) -m ruff format --check taskflow tests bench deploy loadtest
 	$(PY) -m mypy
 
 format: setup
-	$(PY) -m ruff check --fix taskflow tests bench deploy
-	$(PY) -m ruff format taskflow tests bench deploy
+	$(PY) -m ruff check --fix taskflow tests bench deploy loadtest
+	$(PY) -m ruff format taskflow tests bench deploy loadtest
 
 PORT ?= 8000
 WEB_CONCURRENCY ?= 2
@@ -67,6 +67,15 @@ down: setup
 # The load balancer's URL alone, for scripts: LB=$$(make -s url)
 url: setup
 	@$(RUNNER) url --run-dir $(RUN_DIR)
+
+# Load tests (loadtest/, docs/loadtest.md): for each SCENARIO (all, or a comma-separated list of
+# visibility, flush, dashboard, idempotency, chaos) a fresh local stack of INSTANCES on BACKEND
+# (the runner of `make up`, in a run folder of its own), Locust headless for DURATION seconds of
+# load, the backend read back directly, teardown, and a summary. Reports: loadtest/reports/.
+SCENARIO ?= all
+DURATION ?= 60
+loadtest: setup
+	$(PY) -m loadtest.run --scenario $(SCENARIO) --backend $(BACKEND) --instances $(INSTANCES) --duration $(DURATION)
 
 bench: setup
 	$(PY) -m bench.run_all

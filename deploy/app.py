@@ -3,7 +3,10 @@
 Configured only by the TASKFLOW_* variables (see taskflow/settings.py). The /demo endpoints
 enqueue representative tasks: fast, slow, fails then succeeds on retry, always fails. Each answers
 with the ids it enqueued and the id of the instance that took the request, which is how the load
-tests and the runner's tests see that requests were spread over every instance.
+tests and the runner's tests see that requests were spread over every instance. Every response
+also names the instance that answered in an ``X-Taskflow-Instance`` header, so a client can tell
+a read served from another instance (out of the shared backend) from one served by the instance
+that ran the task (out of its memory): the load tests (loadtest/) rely on that.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import FastAPI, Query
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskflow import ManagedBackgroundTasks, TaskAdmin, TaskManager
 from taskflow.settings import Settings
@@ -24,6 +29,10 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 settings = Settings.from_env()
 task_manager = TaskManager(**settings.manager_kwargs())
+logger = logging.getLogger("deploy.app")
+
+#: Response header naming the instance (gunicorn worker) that answered.
+INSTANCE_HEADER = "X-Taskflow-Instance"
 
 
 @asynccontextmanager
@@ -48,6 +57,28 @@ TaskAdmin(
     display_func_args=settings.display_func_args,
     admin_token=settings.admin_token,  # TASKFLOW_ADMIN_TOKEN; /healthz and /readyz stay open
 )
+
+
+class InstanceHeader:
+    """Pure ASGI middleware (no buffering, so streams pass untouched): adds INSTANCE_HEADER."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append(INSTANCE_HEADER, task_manager.instance_id)
+            await send(message)
+
+        await self.app(scope, receive, send_named)
+
+
+app.add_middleware(InstanceHeader)
 
 #: Most tasks one POST /demo/fast may enqueue.
 MAX_DEMO_COUNT = 1000
@@ -80,6 +111,13 @@ _flaky_attempts: dict[int, int] = {}
 @task_manager.task(retries=1, delay=0.05)
 def failing_task(reason: str = "always fails") -> None:
     raise RuntimeError(reason)
+
+
+@task_manager.task()
+async def once_task(key: str) -> None:
+    await asyncio.sleep(0.05)  # long enough for duplicates sent at once to overlap with it
+    # One line per execution: the idempotency load test counts them in the instances' logs.
+    logger.info("once_task ran for key %s", key)
 
 
 # `background_tasks: BackgroundTasks` works just the same (TaskAdmin installs the managed class);
@@ -117,6 +155,16 @@ def demo_fail(
     return {"task_id": task_id, "instance_id": task_manager.instance_id}
 
 
+@app.post("/demo/once")
+def demo_once(
+    background_tasks: ManagedBackgroundTasks,
+    key: Annotated[str, Query(min_length=1, max_length=200)],
+) -> dict[str, object]:
+    """Enqueue with an idempotency key: every instance answers the same id, and it runs once."""
+    task_id = background_tasks.add_task(once_task, key, idempotency_key=key)
+    return {"task_id": task_id, "instance_id": task_manager.instance_id}
+
+
 @app.get("/")
 def index() -> dict[str, object]:
     return {
@@ -129,5 +177,6 @@ def index() -> dict[str, object]:
             "POST /demo/slow?seconds=2",
             "POST /demo/flaky",
             "POST /demo/fail",
+            "POST /demo/once?key=order-42",
         ],
     }

@@ -5,6 +5,7 @@
     python -m deploy.runner down                                      # make down
     python -m deploy.runner url                                       # make url
     python -m deploy.runner kill app-2    # SIGKILL one instance's processes, as a crash would
+    python -m deploy.runner restart app-1 # SIGTERM one instance (drain, flush), then start it again
 
 ``up`` starts, on loopback ports: a redis-server of its own (``--backend redis``; never one
 that already runs), N instances of the reference app (each a gunicorn master with its
@@ -35,12 +36,14 @@ from deploy.processes import (
 )
 from deploy.stack import (
     BACKENDS,
+    DEFAULT_APP,
     READY_PATH,
     ROOT,
     STATE_FILE,
     StartError,
     State,
     preflight,
+    restart_instance,
     start,
     stop_all,
 )
@@ -52,14 +55,14 @@ DEFAULT_INSTANCES = 3
 DEFAULT_RUN_DIR = Path(os.environ.get("RUN_DIR") or ROOT / "run")
 
 
-def up(run_dir: Path, backend: str, instances: int, lb_port: int) -> int:
+def up(run_dir: Path, backend: str, instances: int, lb_port: int, app: str = DEFAULT_APP) -> int:
     state = State.load(run_dir)
     if state is not None:
         if state.complete and all(is_alive(p) for p in state.procs):
-            if (state.backend, state.instances) != (backend, instances):
+            if (state.backend, state.instances, state.app) != (backend, instances, app):
                 print(
-                    f"already up with backend={state.backend}, instances={state.instances} in "
-                    f"{run_dir}; run `make down` first to change it",
+                    f"already up with backend={state.backend}, instances={state.instances}, "
+                    f"app={state.app} in {run_dir}; run `make down` first to change it",
                     file=sys.stderr,
                 )
                 return 2
@@ -74,7 +77,7 @@ def up(run_dir: Path, backend: str, instances: int, lb_port: int) -> int:
         print(f"port {lb_port} is in use; choose another: make up LB_PORT=...", file=sys.stderr)
         return 1
     run_dir.mkdir(parents=True, exist_ok=True)
-    state = State(backend, instances, lb_port)
+    state = State(backend, instances, lb_port, app=app)
     try:
         start(run_dir, state, binaries)
     except (StartError, OSError) as exc:
@@ -151,6 +154,21 @@ def kill(run_dir: Path, name: str) -> int:
     return 0
 
 
+def restart(run_dir: Path, name: str) -> int:
+    state = State.load(run_dir)
+    name = f"app-{name}" if name.isdigit() else name
+    if state is None or not any(p.name == name and p.kind == "instance" for p in state.procs):
+        print(f"no instance named {name!r} in {run_dir}", file=sys.stderr)
+        return 1
+    try:
+        proc = restart_instance(run_dir, state, name)
+    except (StartError, OSError) as exc:
+        print(f"restart failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"restarted {name} (SIGTERM, drained; now pid {proc.pid} on {proc.url})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.runner",
@@ -158,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    sub = {n: commands.add_parser(n) for n in ("up", "down", "status", "url", "kill")}
+    sub = {n: commands.add_parser(n) for n in ("up", "down", "status", "url", "kill", "restart")}
     for command in sub.values():
         command.add_argument("--run-dir", type=Path, default=DEFAULT_RUN_DIR)
     sub["up"].add_argument("--backend", choices=BACKENDS, default="sqlite")
@@ -166,16 +184,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--instances", type=int, choices=range(1, 21), default=DEFAULT_INSTANCES, metavar="1..20"
     )
     sub["up"].add_argument("--lb-port", type=int, default=DEFAULT_LB_PORT, help="0: any free port")
+    sub["up"].add_argument(
+        "--app", default=DEFAULT_APP, help="module:attribute every instance serves"
+    )
     sub["status"].add_argument("--json", action="store_true")
     sub["kill"].add_argument("name", help="app-2, or just 2")
+    sub["restart"].add_argument("name", help="app-1, or just 1")
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
     if args.command == "up":
-        return up(run_dir, args.backend, args.instances, args.lb_port)
+        return up(run_dir, args.backend, args.instances, args.lb_port, args.app)
     if args.command == "down":
         return down(run_dir)
     if args.command == "kill":
         return kill(run_dir, args.name)
+    if args.command == "restart":
+        return restart(run_dir, args.name)
     state = State.load(run_dir)
     if args.command == "url":
         if state is None:

@@ -37,6 +37,9 @@ STATE_FILE = "state.json"
 BACKENDS = ("sqlite", "redis")
 #: What "an instance is up" means: the app's readiness endpoint answers 200.
 READY_PATH = "/readyz"
+#: The ASGI app every instance serves unless ``up --app`` names another (the load tests' own
+#: tests use that to run an app with a deliberate fault).
+DEFAULT_APP = "deploy.app:app"
 #: Seconds each component gets to come up before ``up`` gives up (and cleans up).
 START_TIMEOUT = 60.0
 #: Seconds beyond gunicorn's graceful_timeout (TASKFLOW_SHUTDOWN_TIMEOUT + 10, see
@@ -58,6 +61,7 @@ class State:
     backend_url: str = ""
     procs: list[Proc] = field(default_factory=list)
     complete: bool = False  # every component was up when ``up`` finished
+    app: str = DEFAULT_APP  # module:attribute served by every instance
 
     @property
     def lb_url(self) -> str:
@@ -140,15 +144,8 @@ def start(run_dir: Path, state: State, binaries: dict[str, str]) -> None:
     apps = []
     for i in range(1, state.instances + 1):
         name, port = f"app-{i}", new_port()
-        argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")]
         apps.append(
-            started(
-                name,
-                "instance",
-                [*argv, "deploy.app:app"],
-                port,
-                **_env(run_dir, state, name, port),
-            )
+            started(name, "instance", _app_argv(state), port, **_env(run_dir, state, name, port))
         )
     for app in apps:
         _wait_http(app.url + READY_PATH, app, app.name)
@@ -162,6 +159,28 @@ def start(run_dir: Path, state: State, binaries: dict[str, str]) -> None:
     _wait_http(state.lb_url + READY_PATH, nginx, "nginx -> instances")
     state.complete = True
     state.save(run_dir)
+
+
+def restart_instance(run_dir: Path, state: State, name: str) -> Proc:
+    """Stop one instance with SIGTERM (it drains and flushes, as in a deploy), start it again
+    on the same port and wait until it is ready. Raises :class:`StartError` when it fails."""
+    index = next(i for i, p in enumerate(state.procs) if p.name == name and p.kind == "instance")
+    old = state.procs[index]
+    if not stop(old, instance_stop_timeout()):
+        raise StartError(f"{name} did not stop; end of {old.log}:\n{log_tail(old.log)}")
+    env = {**os.environ, **_env(run_dir, state, name, old.port)}
+    new = spawn(
+        name, "instance", _app_argv(state), port=old.port, log=Path(old.log), env=env, cwd=ROOT
+    )
+    state.procs[index] = new
+    state.save(run_dir)
+    _wait_http(new.url + READY_PATH, new, name)
+    return new
+
+
+def _app_argv(state: State) -> list[str]:
+    conf = str(ROOT / "deploy" / "gunicorn.conf.py")
+    return [sys.executable, "-m", "gunicorn", "-c", conf, state.app]
 
 
 def _env(run_dir: Path, state: State, name: str, port: int) -> dict[str, str]:
