@@ -4,7 +4,10 @@ finished, and report how long after its end that was (``history_lag``).
 "Another instance" is the point: the instance that ran a task has it in memory, every other
 instance only through the shared backend. So a read counts only when the ``X-Taskflow-Instance``
 header names an instance other than the record's ``instance_id``; reads that land on the owner
-are ignored. With the round robin of nginx most reads land elsewhere anyway.
+are ignored. With the round robin of nginx most reads land elsewhere anyway. One exception: a
+task whose instance was lost is marked interrupted by the survivor that claimed it, which then
+holds it in memory while the record still names the lost owner; so an interrupted task counts
+only once a second other instance has shown it (see :func:`proves_stored`).
 
 The lag is measured from the record's end_time (the owner's wall clock) to the moment of the read
 (this generator's wall clock): an upper bound of the flush latency that includes the wait between
@@ -91,8 +94,8 @@ class Follower:
             item, by = self._read(entry.task_id)
             if item is not None:
                 last = item["status"]
-                if last in TERMINAL and by is not None and by != item["instance_id"]:
-                    self._judge(entry, item, by)
+                if proves_stored(entry, item, by):
+                    self._judge(entry, item, by or "")
                     return
             if time.monotonic() > deadline:
                 self._lost(entry, last)
@@ -122,6 +125,20 @@ class Follower:
             return
         self.lost += 1
         report_lost(self.environment, entry, last, self.timeout, log=self.lost <= LOG_EXAMPLES)
+
+
+def proves_stored(entry: Accepted, item: dict[str, Any], by: str | None) -> bool:
+    """Whether this read of a finished task came from an instance that can only know it from the
+    shared backend: not the one that ran it (``instance_id``) and, for an interrupted task, not
+    the first other instance that showed it (possibly the survivor that claimed it, which holds
+    it in memory)."""
+    if item["status"] not in TERMINAL or by is None or by == item["instance_id"]:
+        return False
+    if item["status"] != "interrupted":
+        return True
+    if entry.witness is None:
+        entry.witness = by
+    return by != entry.witness
 
 
 def judge(

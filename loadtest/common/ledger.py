@@ -32,6 +32,7 @@ class Accepted:
     seen_by: str | None = None
     end_time: float | None = None
     verdict: str | None = None  # "ok", "lost" or "unexpected" once judged
+    witness: str | None = None  # first other instance that showed it interrupted (see follow.py)
 
 
 class Ledger:
