@@ -47,14 +47,19 @@ graceful_timeout = math.ceil(_settings.shutdown_timeout) + GRACE_MARGIN  # gunic
 
 # A worker whose event loop does not report back for this long is hung: restart it. Sync tasks
 # run in threads, never on the loop, so this is not a limit on task duration. A worker that
-# leaves by itself (max_requests below) stops reporting while it drains, so this must also
-# outlast the drain, or the master would kill it halfway.
+# leaves by itself (max_requests below, when turned on) stops reporting while it drains, so this
+# must also outlast the drain, or the master would kill it halfway.
 timeout = max(30, graceful_timeout)
 
-# Recycle each worker after about this many requests (the jitter keeps the workers of one master
-# from restarting together). The leaving worker drains and flushes like on SIGTERM.
-max_requests = 1000
-max_requests_jitter = 100
+# No worker recycling by default. taskflow's memory is bounded (the store's window), so there is
+# nothing to shed, and recycling costs availability behind nginx: a recycling worker closes its
+# keep-alive connections while nginx may be sending a request on one, and nginx resends a GET
+# but never a POST (the load tests lost 1-5 POSTs in 30,000 to it; docs/loadtest.md,
+# "Findings"). For an app that leaks, turn it on with GUNICORN_CMD_ARGS="--max-requests 1000
+# --max-requests-jitter 100": the leaving worker drains, ends its dashboard streams and flushes
+# like on SIGTERM.
+max_requests = 0
+max_requests_jitter = 0
 
 # No preload: the app (and its TaskManager, thread pool and backend connections) is created in
 # each worker after fork; connections are opened in each worker's lifespan, never shared.

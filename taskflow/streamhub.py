@@ -74,9 +74,20 @@ def server_is_exiting() -> bool:
     then waits for open connections to close before the lifespan shutdown runs: streams must end
     by themselves or they hold the shutdown up. sse-starlette reaches the same flag by patching
     ``Server.handle_exit``; reading the installed handler needs no patch.
+
+    A worker recycled by ``--limit-max-requests`` (gunicorn's ``max_requests``) leaves without
+    that flag: uvicorn's ``on_tick`` only compares its request count with the limit. The same
+    comparison here ends the streams of such a worker too.
     """
     server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-    return getattr(server, "should_exit", False) is True
+    if server is None:
+        return False
+    if getattr(server, "should_exit", False) is True:
+        return True
+    limit = getattr(server, "limit_max_requests", None)
+    state = getattr(server, "server_state", None)
+    requests = getattr(state, "total_requests", None)
+    return isinstance(limit, int) and isinstance(requests, int) and requests >= limit
 
 
 class Subscription:

@@ -24,8 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ("visibility", "flush", "dashboard", "idempotency", "chaos")
 #: Seconds of load: enough for thousands of tasks; chaos needs room for its restart and kill.
 DURATION = {"chaos": 10}
-#: Chaos runs at a low rate: at higher ones the survivor's workers currently recycle together
-#: (gunicorn max_requests) and nginx takes the last instance out (docs/loadtest.md, "Findings").
+#: Chaos runs at a low rate: two cores also carry the restart, the kill and Locust itself.
 USERS = {"chaos": 5}
 
 pytestmark = [
