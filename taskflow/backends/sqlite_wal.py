@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
+import struct
+import sys
 import time
 
 import aiosqlite
@@ -27,7 +28,7 @@ CLOSE_BUSY_TIMEOUT_MS = 100
 class Checkpointer:
     """Starts a background ``wal_checkpoint(PASSIVE)`` after a write when one is due.
 
-    Due means: the WAL file has grown past ``size`` bytes, or ``interval`` seconds passed
+    Due means: the WAL holds more than ``size`` bytes of frames, or ``interval`` seconds passed
     since the last checkpoint. At most one runs at a time; PASSIVE never waits for readers or
     writers. The next write waits for it (:meth:`wait`), which keeps the WAL bounded.
     """
@@ -40,6 +41,8 @@ class Checkpointer:
         self._conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._last = 0.0
+        #: Checkpoints started so far.
+        self.started = 0
 
     async def open(self) -> None:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -55,9 +58,10 @@ class Checkpointer:
         if self._conn is None or (self._task is not None and not self._task.done()):
             return
         now = time.monotonic()
-        if now - self._last < self.interval and _wal_size(self.path) < self.size:
+        if now - self._last < self.interval and wal_bytes(self.path) < self.size:
             return
         self._last = now
+        self.started += 1
         self._task = asyncio.get_running_loop().create_task(self._checkpoint(self._conn))
 
     async def wait(self) -> None:
@@ -91,8 +95,28 @@ class Checkpointer:
             logger.debug("passive WAL checkpoint of %s skipped: %s", self.path, exc)
 
 
-def _wal_size(path: str) -> int:
+#: The wal-index header at the start of the -shm file (https://www.sqlite.org/walformat.html,
+#: "The WAL-Index Header"), in the machine's byte order: iVersion, unused, iChange, isInit,
+#: bigEndCksum, szPage, mxFrame (the number of valid frames in the WAL).
+_WAL_INDEX_HEADER = struct.Struct(("<" if sys.byteorder == "little" else ">") + "3I2BHI")
+#: Bytes of each WAL frame besides its page.
+_FRAME_HEADER = 24
+
+
+def wal_bytes(path: str) -> int:
+    """Bytes of frames in the WAL of the database at ``path`` that a checkpoint has to copy.
+
+    Not the WAL file's size: after a complete checkpoint SQLite writes the WAL again from its
+    start without shrinking the file, so its size only says how long it ever got (a size test
+    would call for a checkpoint after every write from then on). The frame count is read from
+    the wal-index without a lock: a torn read only moves one checkpoint by one write.
+    """
     try:
-        return os.stat(f"{path}-wal").st_size
+        with open(f"{path}-shm", "rb") as shm:
+            header = shm.read(_WAL_INDEX_HEADER.size)
     except OSError:
         return 0
+    if len(header) < _WAL_INDEX_HEADER.size:
+        return 0
+    page_size, frames = _WAL_INDEX_HEADER.unpack(header)[5:7]
+    return int(frames) * (int(page_size or 65536) + _FRAME_HEADER)

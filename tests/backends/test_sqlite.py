@@ -260,6 +260,23 @@ async def test_background_checkpoints_keep_the_wal_short(
     assert wal_size(path) < 6 * 1024 * 1024
 
 
+async def test_small_writes_after_a_checkpoint_start_no_new_one(make_sqlite: MakeBackend) -> None:
+    backend = await make_sqlite(checkpoint_size=256 * 1024)
+    checkpointer = backend._checkpointer
+    assert checkpointer is not None
+    for batch in range(4):  # past the size: the WAL file keeps that length from now on
+        await backend.save([finished(f"big{batch}-{i}") for i in range(500)])
+    await checkpointer.wait()
+    before = checkpointer.started
+    assert before >= 1
+    for n in range(50):
+        await backend.save([finished(f"small-{n}")])
+    # Each one-record commit appends some 9 pages (the row and its index entries), so about
+    # every 7th crosses 256 KiB again; a checkpoint per write (judged by the file's size, which
+    # stays past the limit) would be 50.
+    assert checkpointer.started - before <= 10
+
+
 def wal_size(path: Path) -> int:
     wal = Path(f"{path}-wal")
     return wal.stat().st_size if wal.exists() else 0
