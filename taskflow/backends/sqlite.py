@@ -32,7 +32,15 @@ from taskflow.backends.sqlite_sql import (
     select_sql,
     task_row,
 )
-from taskflow.backends.sqlite_txn import Op, fetchall, retry_busy, transaction
+from taskflow.backends.sqlite_txn import (
+    Op,
+    SyncOp,
+    fetchall,
+    in_thread,
+    retry_busy,
+    sync_transaction,
+    transaction,
+)
 from taskflow.backends.sqlite_wal import SAFETY_AUTOCHECKPOINT_PAGES, Checkpointer
 from taskflow.models import TaskRecord
 from taskflow.query import Page, TaskQuery, make_page
@@ -170,12 +178,14 @@ class SqliteBackend(SnapshotBackend):
         """Upsert all ``records`` in one ``BEGIN IMMEDIATE`` transaction."""
         if not records:
             return
-        rows = [task_row(record) for record in records]  # overlaps a checkpoint in flight
+        # Encoded here, on the event loop, where records change: each row is one consistent
+        # version. The transaction then runs whole on the connection's thread (one hop).
+        rows = [task_row(record) for record in records]
 
-        async def upsert(conn: aiosqlite.Connection) -> None:
-            await conn.executemany(UPSERT, rows)
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.executemany(UPSERT, rows)
 
-        await self._run("save", upsert, write=True)
+        await self._write_in_thread("save", upsert)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         rows = await self._run(
@@ -302,20 +312,33 @@ class SqliteBackend(SnapshotBackend):
         await conn.execute(f"PRAGMA wal_autocheckpoint = {SAFETY_AUTOCHECKPOINT_PAGES}")
 
     async def _run(self, action: str, op: Op[T], *, write: bool = False) -> T:
+        """``op`` on the connection; with ``write``, inside a ``BEGIN IMMEDIATE`` transaction."""
+        if not write:
+            return await self._locked(action, lambda conn: retry_busy(lambda: op(conn)))
+        return await self._write(action, lambda conn: transaction(conn, op))
+
+    async def _write_in_thread(self, action: str, op: SyncOp[T]) -> T:
+        """``op`` inside a ``BEGIN IMMEDIATE`` transaction run whole on the connection's thread."""
+        return await self._write(
+            action, lambda conn: in_thread(conn, lambda raw: sync_transaction(raw, op))
+        )
+
+    async def _write(self, action: str, attempt: Op[T]) -> T:
+        if self._checkpointer is not None:
+            await self._checkpointer.wait()
+        result = await self._locked(action, lambda conn: retry_busy(lambda: attempt(conn)))
+        if self._checkpointer is not None:
+            self._checkpointer.wrote()
+        return result
+
+    async def _locked(self, action: str, call: Op[T]) -> T:
         if self._lock is None:
             raise BackendError(f"{self.describe()} is not open")
-        if write and self._checkpointer is not None:
-            await self._checkpointer.wait()
         async with self._lock:  # one statement sequence at a time on the one connection
             conn = self._conn
             if conn is None:
                 raise BackendError(f"{self.describe()} is not open")
             try:
-                if not write:
-                    return await retry_busy(lambda: op(conn))
-                result = await retry_busy(lambda: transaction(conn, op))
-                if self._checkpointer is not None:
-                    self._checkpointer.wrote()
-                return result
+                return await call(conn)
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite {action} failed on {self.path}: {exc}") from exc

@@ -22,6 +22,8 @@ logger = logging.getLogger("taskflow.backends.sqlite")
 T = TypeVar("T")
 #: One step run on the connection (a statement, or several inside a transaction).
 Op = Callable[[aiosqlite.Connection], Awaitable[T]]
+#: The same, run whole on the connection's worker thread with the plain sqlite3 connection.
+SyncOp = Callable[[sqlite3.Connection], T]
 
 #: Attempts after SQLITE_BUSY outlasted ``busy_timeout``.
 BUSY_RETRIES = 4
@@ -79,5 +81,31 @@ async def transaction(
         # whose caller was cancelled; "no transaction is active" is fine to ignore.
         with contextlib.suppress(sqlite3.Error):
             await conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+async def in_thread(conn: aiosqlite.Connection, op: SyncOp[T]) -> T:
+    """Run ``op`` on ``conn``'s worker thread, handing it the underlying sqlite3 connection.
+
+    aiosqlite sends each statement to its thread on its own (a queue put, a wake-up, and a
+    ``call_soon_threadsafe`` back); for a short transaction those hops cost more than the
+    SQLite work: a one-record write took ~125 us of CPU in three hops and ~75 us in one.
+    ``Connection._execute`` is how aiosqlite's own methods run a call on that thread.
+    """
+    execute: Callable[..., Awaitable[T]] = conn._execute
+    return await execute(op, conn._conn)
+
+
+def sync_transaction(conn: sqlite3.Connection, op: SyncOp[T]) -> T:
+    """``op`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT`` on the worker thread, rolled back when
+    anything fails (the thread-side twin of :func:`transaction`)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = op(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
         raise
     return result
