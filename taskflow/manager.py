@@ -48,16 +48,25 @@ class RetryRefused(Exception):
 _KEY_HOLDERS = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCESS)
 
 
-_default_id: tuple[int, str] = (0, "")
+_default_id: str | None = None
+
+
+def _forget_default_id() -> None:
+    global _default_id
+    _default_id = None
+
+
+# Forks (gunicorn workers) are other processes: they work out their own id. Caching it saves a
+# getpid() system call per enqueued task.
+os.register_at_fork(after_in_child=_forget_default_id)
 
 
 def default_instance_id() -> str:
-    """``host-pid`` of the current process (cached per pid, so forks get their own)."""
+    """``host-pid`` of the current process (cached; a forked child works out its own)."""
     global _default_id
-    pid = os.getpid()
-    if _default_id[0] != pid:
-        _default_id = (pid, f"{socket.gethostname()}-{pid}")
-    return _default_id[1]
+    if _default_id is None:
+        _default_id = f"{socket.gethostname()}-{os.getpid()}"
+    return _default_id
 
 
 class TaskManager:

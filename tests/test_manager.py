@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import os
+import socket
 import tracemalloc
 
 import pytest
@@ -46,10 +48,23 @@ def test_snapshot_db_and_backend_together_is_an_error():
 
 
 def test_instance_id_defaults_to_host_and_pid():
-    import os
-
-    assert TaskManager().instance_id.endswith(f"-{os.getpid()}")
+    assert TaskManager().instance_id == f"{socket.gethostname()}-{os.getpid()}"
     assert TaskManager(instance_id="web-1").instance_id == "web-1"
+
+
+def test_a_forked_worker_works_out_its_own_instance_id():
+    parent = TaskManager().instance_id  # cached in this process now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child, as a gunicorn worker is
+        os.write(write, TaskManager().instance_id.encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 256).decode()
+    os.close(read)
+    assert child == f"{socket.gethostname()}-{pid}"
+    assert TaskManager().instance_id == parent
 
 
 async def noop(i: int) -> None:
