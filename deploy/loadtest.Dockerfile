@@ -27,6 +27,7 @@ WORKDIR /app
 COPY loadtest/ /app/loadtest/
 ENV PATH=/opt/taskflow/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 10001:10001
-# The master's web UI and worker port (5557); the scenario and the rest come from the command.
+# The master's web UI and worker port (5557); the scenario and the rest come from the command
+# line (k8s/components/locust/) or LOCUST_* variables (deploy/compose.yml).
 EXPOSE 8089 5557
 ENTRYPOINT ["locust"]

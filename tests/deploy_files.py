@@ -56,8 +56,9 @@ def compose_files(topology: str) -> list[str]:
 
 
 def compose_env(**extra: str) -> dict[str, str]:
-    """A clean environment: none of the caller's TASKFLOW_*/image variables leak in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "COMPOSE_"))}
+    """A clean environment: none of the caller's TASKFLOW_*/LOCUST_*/image variables leak in."""
+    prefixes = ("TASKFLOW_", "COMPOSE_", "LOCUST_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env.pop("LB_PORT", None)
     return {**env, "TASKFLOW_ADMIN_TOKEN": TEST_TOKEN, **extra}
 
@@ -131,7 +132,7 @@ def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
 
 def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     for doc in docs:
-        if doc["kind"] in ("Deployment", "StatefulSet"):
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
             yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
 
 

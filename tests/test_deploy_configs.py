@@ -206,6 +206,34 @@ def test_sqlite_is_one_pod_and_redis_many(rendered):
     assert settings["maxmemory-policy"] == "noeviction"
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_load_test_is_one_run(rendered, overlay):
+    """The locust component's master and workers are Jobs that end with the run, are never
+    restarted or retried, and go away by themselves; the master's exit code is the verdict."""
+    docs = rendered[overlay, COMPONENTS]
+    jobs = by_kind(docs, "Job")
+    assert set(jobs) == {"taskflow-locust-master", "taskflow-locust-worker"}
+    for name, job in jobs.items():
+        assert job["spec"]["backoffLimit"] == 0, name
+        assert job["spec"]["ttlSecondsAfterFinished"] > 0, name
+        assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never", name
+    master, workers = jobs["taskflow-locust-master"], jobs["taskflow-locust-worker"]
+    ((master_container,), (worker_container,)) = (
+        job["spec"]["template"]["spec"]["containers"] for job in (master, workers)
+    )
+    pairs = (a.removeprefix("--").partition("=") for a in master_container["args"])
+    options = {key: value for key, _, value in pairs}
+    assert {"master", "headless", "expect-workers-max-wait"} <= set(options)
+    assert master["spec"].get("parallelism", 1) == 1
+    assert workers["spec"]["parallelism"] == int(options["expect-workers"])
+    assert f"--locustfile={options['locustfile']}" in worker_container["args"]
+    service = by_kind(docs, "Service")["taskflow-locust-master"]["spec"]
+    assert service["selector"].items() <= master["spec"]["template"]["metadata"]["labels"].items()
+    (port,) = [p for p in service["ports"] if p["port"] == 5557]
+    assert port["targetPort"] in {p["name"] for p in master_container["ports"]}
+    assert "--master-host=taskflow-locust-master" in worker_container["args"]
+
+
 def test_the_nginx_kustomization_lists_every_file():
     kustomization = yaml.safe_load((ROOT / "nginx/kustomization.yaml").read_text())
     listed = {f for g in kustomization["configMapGenerator"] for f in g["files"]}
