@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
-import struct
-import sys
 import time
 
 import aiosqlite
@@ -23,14 +22,25 @@ logger = logging.getLogger("taskflow.backends.sqlite")
 SAFETY_AUTOCHECKPOINT_PAGES = 16_384
 #: ``busy_timeout`` for the TRUNCATE checkpoint at close: shutdown must not wait on others.
 CLOSE_BUSY_TIMEOUT_MS = 100
+#: First pause after a checkpoint that found little to copy (seconds); doubled while that lasts.
+FIRST_GAP = 0.01
+#: Bytes of each WAL frame besides its page.
+FRAME_HEADER = 24
 
 
 class Checkpointer:
     """Starts a background ``wal_checkpoint(PASSIVE)`` after a write when one is due.
 
-    Due means: the WAL holds more than ``size`` bytes of frames, or ``interval`` seconds passed
-    since the last checkpoint. At most one runs at a time; PASSIVE never waits for readers or
-    writers. The next write waits for it (:meth:`wait`), which keeps the WAL bounded.
+    Due means: ``interval`` seconds passed since the last checkpoint, or the WAL file is past
+    ``size`` bytes and the pause since the last checkpoint is over. SQLite writes the WAL again
+    from its start after a complete checkpoint without shrinking the file, so its size only says
+    how long it ever got; the pause is what keeps small writes from starting a checkpoint each:
+    it doubles after every checkpoint that found less than half of ``size`` to copy, and drops
+    to nothing after one that found more. (The frame count itself is in the -shm file, but
+    opening and closing that file would drop SQLite's POSIX locks on it in this process.)
+
+    At most one runs at a time; PASSIVE never waits for readers or writers. The next write
+    waits for it (:meth:`wait`), which keeps the WAL bounded.
     """
 
     def __init__(self, path: str, *, size: int, interval: float, journal_size_limit: int) -> None:
@@ -41,6 +51,8 @@ class Checkpointer:
         self._conn: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._last = 0.0
+        self._gap = 0.0
+        self._frame_bytes = 4096 + FRAME_HEADER
         #: Checkpoints started so far.
         self.started = 0
 
@@ -48,9 +60,11 @@ class Checkpointer:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             await conn.execute(f"PRAGMA journal_size_limit = {int(self.journal_size_limit)}")
+            rows = list(await conn.execute_fetchall("PRAGMA page_size"))
         except BaseException:
             await conn.close()
             raise
+        self._frame_bytes = int(rows[0][0]) + FRAME_HEADER
         self._conn, self._last = conn, time.monotonic()
 
     def wrote(self) -> None:
@@ -58,7 +72,8 @@ class Checkpointer:
         if self._conn is None or (self._task is not None and not self._task.done()):
             return
         now = time.monotonic()
-        if now - self._last < self.interval and wal_bytes(self.path) < self.size:
+        since = now - self._last
+        if since < self.interval and (since < self._gap or _wal_size(self.path) < self.size):
             return
         self._last = now
         self.started += 1
@@ -90,33 +105,19 @@ class Checkpointer:
 
     async def _checkpoint(self, conn: aiosqlite.Connection) -> None:
         try:
-            await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            rows = list(await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)"))
         except (sqlite3.Error, ValueError) as exc:  # ValueError: closed meanwhile
             logger.debug("passive WAL checkpoint of %s skipped: %s", self.path, exc)
+            return
+        frames = int(rows[0][1]) if rows and rows[0][1] is not None else 0
+        if frames * self._frame_bytes < self.size // 2:
+            self._gap = min(max(self._gap * 2, FIRST_GAP), self.interval)
+        else:
+            self._gap = 0.0
 
 
-#: The wal-index header at the start of the -shm file (https://www.sqlite.org/walformat.html,
-#: "The WAL-Index Header"), in the machine's byte order: iVersion, unused, iChange, isInit,
-#: bigEndCksum, szPage, mxFrame (the number of valid frames in the WAL).
-_WAL_INDEX_HEADER = struct.Struct(("<" if sys.byteorder == "little" else ">") + "3I2BHI")
-#: Bytes of each WAL frame besides its page.
-_FRAME_HEADER = 24
-
-
-def wal_bytes(path: str) -> int:
-    """Bytes of frames in the WAL of the database at ``path`` that a checkpoint has to copy.
-
-    Not the WAL file's size: after a complete checkpoint SQLite writes the WAL again from its
-    start without shrinking the file, so its size only says how long it ever got (a size test
-    would call for a checkpoint after every write from then on). The frame count is read from
-    the wal-index without a lock: a torn read only moves one checkpoint by one write.
-    """
+def _wal_size(path: str) -> int:
     try:
-        with open(f"{path}-shm", "rb") as shm:
-            header = shm.read(_WAL_INDEX_HEADER.size)
+        return os.stat(f"{path}-wal").st_size
     except OSError:
         return 0
-    if len(header) < _WAL_INDEX_HEADER.size:
-        return 0
-    page_size, frames = _WAL_INDEX_HEADER.unpack(header)[5:7]
-    return int(frames) * (int(page_size or 65536) + _FRAME_HEADER)
