@@ -108,6 +108,7 @@ async def collect(manager: TaskManager) -> dict[str, Any]:
             "oldest_unflushed_age_seconds": scheduler.oldest_unflushed_age(),
             "dropped_unflushed": manager.store.dropped_unflushed,
             "flushed_total": scheduler.flushed_total,
+            "flush_writes_total": scheduler.writes_total,
             "flush_failures": scheduler.flush_failures,
             "last_flush_seconds": scheduler.last_flush_seconds,
         },

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from taskflow.backends.base import BackendError, SnapshotBackend
+from taskflow.barrier import WriteBarrier
 from taskflow.events import EventBus, EventKind, TaskEvent
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.query import Page, TaskQuery, merge_pages, page_of
@@ -66,6 +67,8 @@ class SnapshotScheduler:
         self.backend_ok = backend is None
         self.flush_failures = 0
         self.flushed_total = 0
+        #: Successful backend writes; flushed records per write is the group commit's batch size.
+        self.writes_total = 0
         self.last_flush_seconds: float | None = None
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
@@ -74,9 +77,7 @@ class SnapshotScheduler:
         self._unsubscribe: Any = None
         self._live_timer: asyncio.TimerHandle | None = None
         self._closing = False
-        # Write generations: a flush takes its batch (taken += 1), then succeeds (done = taken).
-        self._taken = self._done = 0
-        self._written = asyncio.Condition()
+        self._barrier = WriteBarrier()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class SnapshotScheduler:
             return
         self._wake = asyncio.Event()
         self._write_lock = asyncio.Lock()
-        self._written = asyncio.Condition()
+        self._barrier = WriteBarrier()
         self._closing = False
         self.store.track_unflushed = True
         self._unsubscribe = self.bus.subscribe(self._on_event)
@@ -173,16 +174,8 @@ class SnapshotScheduler:
         """
         if self.backend is None or not self.backend_ok:
             return False
-        target = self._taken + 1
         self._wake.set()
-        try:
-            async with self._written:
-                await asyncio.wait_for(
-                    self._written.wait_for(lambda: self._done >= target), timeout
-                )
-        except asyncio.TimeoutError:
-            return False
-        return True
+        return await self._barrier.wait(timeout)
 
     async def flush(self) -> bool:
         """Write every unflushed finished record and changed live record in one batch.
@@ -195,10 +188,9 @@ class SnapshotScheduler:
         async with self._write_lock:
             finished = self.store.unflushed()
             live = self.store.take_live_dirty() if self.persist_live else []
-            self._taken += 1
-            taken = self._taken
+            taken = self._barrier.take()
             if not finished and not live:
-                await self._mark_written(taken)
+                self._barrier.done(taken)
                 return True
             started = time.perf_counter()
             try:
@@ -217,17 +209,13 @@ class SnapshotScheduler:
                 return False
             self.last_flush_seconds = time.perf_counter() - started
             self.flushed_total += len(finished)
+            self.writes_total += 1
             self.store.mark_flushed(finished)
             if not self.backend_ok:
                 logger.info("taskflow backend %s is reachable again", self.backend.describe())
             self.backend_ok = True
-            await self._mark_written(taken)
+            self._barrier.done(taken)
             return True
-
-    async def _mark_written(self, generation: int) -> None:
-        async with self._written:
-            self._done = generation
-            self._written.notify_all()
 
     async def _flush_loop(self) -> None:
         # Group commit: everything that finished while a write was in flight goes into the next

@@ -1,0 +1,57 @@
+"""WriteBarrier: lets a request wait until the records it changed are in the backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+#: Waiters kept before the ones that already timed out are swept out (a backend that hangs
+#: without failing would otherwise collect one per request until its socket timeout).
+SWEEP_AT = 10_000
+
+
+class WriteBarrier:
+    """Numbers the backend writes in the order they take their batches.
+
+    A write calls :meth:`take` when it takes its batch from the store and :meth:`done` with
+    that number once it succeeded. :meth:`wait` returns when a write that took its batch after
+    the call has succeeded: that write carried whatever the caller had changed before it.
+
+    One future per waiter, resolved in order: cheaper than a Condition, whose ``notify_all``
+    makes every waiter take its lock again in turn.
+    """
+
+    def __init__(self) -> None:
+        self._taken = 0
+        self._waiters: deque[tuple[int, asyncio.Future[bool]]] = deque()
+
+    def take(self) -> int:
+        """A write takes its batch now: its number."""
+        self._taken += 1
+        return self._taken
+
+    def done(self, number: int) -> None:
+        """Write ``number`` succeeded (so did every write before it, or it was retried in it)."""
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= number:
+            waiter = waiters.popleft()[1]
+            if not waiter.done():
+                waiter.set_result(True)
+
+    async def wait(self, timeout: float) -> bool:
+        """True once the next write to take a batch has succeeded; False after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        if len(self._waiters) >= SWEEP_AT:
+            self._waiters = deque(entry for entry in self._waiters if not entry[1].done())
+        self._waiters.append((self._taken + 1, waiter))
+        timer = loop.call_later(timeout, _give_up, waiter)
+        try:
+            return await waiter
+        finally:
+            timer.cancel()
+
+
+def _give_up(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)

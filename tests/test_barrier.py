@@ -1,0 +1,50 @@
+"""WriteBarrier: a waiter returns once a write that took its batch after the call succeeded."""
+
+from __future__ import annotations
+
+import asyncio
+
+from taskflow.barrier import WriteBarrier
+
+
+async def test_a_waiter_needs_the_write_after_the_one_in_flight():
+    barrier = WriteBarrier()
+    in_flight = barrier.take()  # took its batch before our records changed
+    waiter = asyncio.create_task(barrier.wait(5.0))
+    await asyncio.sleep(0)
+    barrier.done(in_flight)
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    barrier.done(barrier.take())
+    assert await waiter is True
+
+
+async def test_waiters_of_one_write_all_return_and_later_ones_keep_waiting():
+    barrier = WriteBarrier()
+    first = [asyncio.create_task(barrier.wait(5.0)) for _ in range(3)]
+    await asyncio.sleep(0)
+    number = barrier.take()
+    later = asyncio.create_task(barrier.wait(5.0))
+    await asyncio.sleep(0)
+    barrier.done(number)
+    assert await asyncio.gather(*first) == [True, True, True]
+    assert not later.done()
+    barrier.done(barrier.take())
+    assert await later is True
+
+
+async def test_a_write_that_never_succeeds_times_the_waiter_out():
+    barrier = WriteBarrier()
+    assert await barrier.wait(0.05) is False
+    barrier.done(barrier.take())  # the timed-out waiter is let go quietly
+
+
+async def test_a_cancelled_waiter_does_not_break_the_others():
+    barrier = WriteBarrier()
+    cancelled = asyncio.create_task(barrier.wait(5.0))
+    kept = asyncio.create_task(barrier.wait(5.0))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    await asyncio.sleep(0)
+    barrier.done(barrier.take())
+    assert await kept is True
