@@ -50,9 +50,13 @@ def is_async_callable(func: Callable[..., Any]) -> bool:
 
 
 async def _call_once(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], threads: Executor
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    threads: Executor,
+    is_async: bool,
 ) -> None:
-    if is_async_callable(func):
+    if is_async:
         await func(*args, **kwargs)
         return
     # Sync functions run in the task thread pool, never on the event loop. The pool is the
@@ -78,12 +82,15 @@ async def execute(
     policy: RetryPolicy,
     bus: EventBus,
     threads: Executor,
+    is_async: bool | None = None,
 ) -> None:
     """Run ``func`` under ``policy``, keeping ``record`` current and publishing each transition.
 
     Exceptions from the task never escape. Cancellation (shutdown) marks the record
     ``interrupted`` and is then re-raised so the canceller sees it.
     """
+    if is_async is None:
+        is_async = is_async_callable(func)
     record.status = TaskStatus.RUNNING
     record.start_time = utcnow()
     bus.publish(EventKind.STARTED, record)
@@ -91,7 +98,7 @@ async def execute(
         for attempt in range(policy.retries + 1):
             record.attempts += 1
             try:
-                await _call_once(func, args, kwargs, threads)
+                await _call_once(func, args, kwargs, threads, is_async)
             except (Exception, SystemExit) as exc:  # a task calling sys.exit() must not stop us
                 record.error = _describe(exc)
                 record.traceback = tb.format_exc()[-MAX_TRACEBACK_CHARS:]

@@ -271,7 +271,8 @@ class TaskManager:
         kwargs: dict[str, Any],
     ) -> None:
         """Run a pending record in the background, tracked for the shutdown drain."""
-        task = asyncio.create_task(self._run(record, definition, args, kwargs))
+        # The loop's own method: asyncio.create_task only adds a Python-level call around it.
+        task = asyncio.get_running_loop().create_task(self._run(record, definition, args, kwargs))
         self._running[task] = record
         task.add_done_callback(self._forget)
 
@@ -321,6 +322,7 @@ class TaskManager:
             policy=definition.policy,
             bus=self.bus,
             threads=self._threads,
+            is_async=definition.is_async,
         )
 
     def _on_event(self, event: Any) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from taskflow.executor import RetryPolicy
+from taskflow.executor import RetryPolicy, is_async_callable
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,12 @@ class TaskDefinition:
     #: Run again (with its stored arguments) when its instance is lost, instead of ending
     #: ``interrupted``. For idempotent tasks only: the lost run may have done part of the work.
     requeue_on_interrupt: bool = False
+    #: ``func`` is a coroutine function (it runs on the event loop, not in a thread). Worked out
+    #: once here: inspecting the function on every run cost more than the rest of starting it.
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "is_async", is_async_callable(self.func))
 
 
 def adhoc_name(func: Callable[..., Any]) -> str:
