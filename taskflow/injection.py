@@ -27,21 +27,29 @@ from taskflow.models import TaskRecord
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
-_current_manager: contextvars.ContextVar[TaskManager | None] = contextvars.ContextVar(
-    "taskflow_current_manager", default=None
-)
-# Records enqueued while handling the current request (set by the middleware).
-_enqueued: contextvars.ContextVar[list[TaskRecord] | None] = contextvars.ContextVar(
-    "taskflow_enqueued", default=None
+
+class _Request:
+    """What the middleware tells code running in one request: its app's manager, and whether
+    the request enqueued tasks (then its response waits until they are stored)."""
+
+    __slots__ = ("enqueued", "manager")
+
+    def __init__(self, manager: TaskManager) -> None:
+        self.manager = manager
+        self.enqueued = False
+
+
+_request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
+    "taskflow_request", default=None
 )
 
 
 def note_enqueued(record: TaskRecord) -> None:
-    """Remember a record enqueued by the current request (the response waits until it is
+    """Remember that the current request enqueued a task (its response waits until the task is
     stored, see :class:`ManagerContextMiddleware`)."""
-    pending = _enqueued.get()
-    if pending is not None:
-        pending.append(record)
+    request = _request.get()
+    if request is not None:
+        request.enqueued = True
 
 
 class ManagedBackgroundTasks(BackgroundTasks):
@@ -63,7 +71,10 @@ class ManagedBackgroundTasks(BackgroundTasks):
         ``idempotency_key="..."`` (taken out of the keyword arguments) makes every instance
         return the same id for one key while that task is pending, running or succeeded.
         """
-        manager = self._manager or _current_manager.get()
+        manager = self._manager
+        if manager is None:
+            request = _request.get()
+            manager = request.manager if request is not None else None
         if manager is None:
             super().add_task(func, *args, **kwargs)
             return None
@@ -115,20 +126,23 @@ class ManagerContextMiddleware:
             await self.app(scope, receive, send)
             return
         manager = self.manager
-        enqueued: list[TaskRecord] = []
-
-        async def send_when_stored(message: Message) -> None:
-            # An accepted task must survive a SIGKILL right after the client got its id: hold
-            # the response until the group commit that carries its pending record succeeded
-            # (milliseconds; skipped while the backend is down, bounded by accept_timeout).
-            if message["type"] == "http.response.start" and enqueued and manager.durable_accept:
-                enqueued.clear()
-                await manager._scheduler.persisted(manager.accept_timeout)
-            await send(message)
-
-        tokens = (_current_manager.set(manager), _enqueued.set(enqueued))
+        request = _Request(manager)
+        token = _request.set(request)
         try:
+            if not manager.durable_accept:
+                await self.app(scope, receive, send)
+                return
+
+            async def send_when_stored(message: Message) -> None:
+                # An accepted task must survive a SIGKILL right after the client got its id:
+                # hold the response until the group commit that carries its pending record
+                # succeeded (milliseconds; skipped while the backend is down, bounded by
+                # accept_timeout).
+                if message["type"] == "http.response.start" and request.enqueued:
+                    request.enqueued = False
+                    await manager._scheduler.persisted(manager.accept_timeout)
+                await send(message)
+
             await self.app(scope, receive, send_when_stored)
         finally:
-            _current_manager.reset(tokens[0])
-            _enqueued.reset(tokens[1])
+            _request.reset(token)
