@@ -7,6 +7,7 @@ agree with the records. Every Redis or network error surfaces as :class:`Backend
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -29,9 +30,10 @@ from taskflow.backends.redis_pack import with_hiredis_packing
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import Page, TaskQuery, make_page, sort_ts
 
-#: Most records one save script call carries (see :meth:`RedisBackend.save`): 10,000 keep a
-#: group commit in one call while a 100,000-record backlog never blocks Redis for long.
-SAVE_CHUNK = 10_000
+#: Most records one save script call carries (see :meth:`RedisBackend.save`). A larger batch
+#: goes as several calls sent together: while Redis runs one, this process encodes the next, so
+#: a 10,000-record flush costs about Redis's own time, and no one call blocks Redis for long.
+SAVE_CHUNK = 2_500
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +77,7 @@ class RedisBackend(SnapshotBackend):
         self.retries = retries
         self._client: Redis | None = None
         self._scripts: dict[str, Any] = {}
+        self._layout_checked = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBackend:
@@ -133,20 +136,50 @@ class RedisBackend(SnapshotBackend):
     async def ping(self) -> None:
         with self._errors("ping"):
             await self._require().ping()
+        await self._check_layout()
+
+    async def _check_layout(self) -> None:
+        """Drop layout 1's extra indexes (see :mod:`redis_keys`) once, on the first answer.
+
+        Layout 2 keeps a subset of layout 1's indexes, so history written by an older version
+        reads the same; what goes is what nothing maintains any more. UNLINK frees them in the
+        background, so a large history does not block Redis.
+        """
+        if self._layout_checked:
+            return
+        client = self._require()
+        with self._errors("layout check"):
+            old = self.keys.layout1_keys([])
+            if await client.exists(*old):
+                funcs = sorted(str(name) for name in await client.smembers(self.keys.funcs))
+                await client.unlink(*self.keys.layout1_keys(funcs))
+                logger.info("removed the layout-1 indexes of %s", self.describe())
+        self._layout_checked = True
 
     async def save(self, records: Sequence[TaskRecord]) -> None:
         """Upsert ``records``, each with all its index entries atomically.
 
         Up to :data:`SAVE_CHUNK` records go in one script call (all of them or none); a larger
-        batch (after an outage) is sent as several calls one after the other, so no single
-        call holds Redis up for long. If one fails, earlier chunks stay stored, and saving the
-        batch again is harmless.
+        batch is sent as several calls at once, on connections of their own. If one fails, the
+        others may still be stored, and saving the batch again is harmless. A batch naming one
+        id twice goes call after call instead, so its copies are applied in order.
         """
-        for start in range(0, len(records), SAVE_CHUNK):
-            await self._save_chunk(records[start : start + SAVE_CHUNK])
+        chunks = [
+            records[start : start + SAVE_CHUNK] for start in range(0, len(records), SAVE_CHUNK)
+        ]
+        if len(chunks) == 1 or len({r.task_id for r in records}) < len(records):
+            for chunk in chunks:
+                await self._save_chunk(chunk)
+            return
+        # Wait for every call before reporting a failure: a retry must never race a call that
+        # is still in flight with older copies of the same records.
+        results = await asyncio.gather(*map(self._save_chunk, chunks), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _save_chunk(self, records: Sequence[TaskRecord], mode: str = "") -> Any:
-        args: list[Any] = [*self.keys.save_prefixes, mode]
+        args: list[Any] = [*self.keys.script_prefixes, mode]
         for r in records:
             args += (
                 r.task_id,
@@ -156,7 +189,7 @@ class RedisBackend(SnapshotBackend):
                 r.instance_id,
                 encode_record_bytes(r),
             )
-        return await self._script("save", "SAVE", self.keys.save_keys, args)
+        return await self._script("save", "SAVE", self.keys.script_keys, args)
 
     # -- the cluster (see SnapshotBackend) --------------------------------------------------
 
@@ -215,11 +248,12 @@ class RedisBackend(SnapshotBackend):
         return None if data is None else decode_record(data, task_id, logger)
 
     async def query(self, query: TaskQuery) -> Page:
-        index = self.keys.index(query.status, query.func_name)
-        return make_page(await self._collect(index, query, query.limit + 1), query.limit)
+        indexes = self.keys.indexes(query.status, query.func_name)
+        return make_page(await self._collect(indexes, query, query.limit + 1), query.limit)
 
     async def load_recent(self, limit: int) -> list[TaskRecord]:
-        return await self._collect(self.keys.index(), TaskQuery(), limit)
+        await self._check_layout()  # startup reads this first
+        return await self._collect(self.keys.indexes(), TaskQuery(), limit)
 
     async def prune(self, *, older_than: datetime | None, keep: int | None) -> int:
         """Remove finished records and all their index entries, oldest first, in atomic chunks."""
@@ -229,9 +263,10 @@ class RedisBackend(SnapshotBackend):
             return 0
         below = "" if older_than is None else repr(_epoch(older_than))
         args = [*self.keys.script_prefixes, below, "" if keep is None else keep, PRUNE_CHUNK]
+        keys = [*self.keys.finished_indexes(), *self.keys.script_keys]
         removed = 0
         while True:
-            n = int(await self._script("prune", "PRUNE", self.keys.script_keys, args))
+            n = int(await self._script("prune", "PRUNE", keys, args))
             removed += n
             if n < PRUNE_CHUNK:
                 break
@@ -250,14 +285,20 @@ class RedisBackend(SnapshotBackend):
                 *by_status, funcs = await pipe.execute()
                 names = sorted(funcs)
                 for name in names:
-                    pipe.zcard(self.keys.index(func_name=name))
-                by_func = await pipe.execute()
+                    for index in self.keys.indexes(func_name=name):
+                        pipe.zcard(index)
+                sizes = await pipe.execute()
+        width = len(statuses)
+        by_func = {
+            name: sum(int(n) for n in sizes[i * width : (i + 1) * width])
+            for i, name in enumerate(names)
+        }
         return HistoryCounts(
             {s: int(n) for s, n in zip(statuses, by_status, strict=True) if n},
-            {f: int(n) for f, n in zip(names, by_func, strict=True) if n},
+            {f: n for f, n in by_func.items() if n},
         )
 
-    async def _collect(self, index: str, query: TaskQuery, want: int) -> list[TaskRecord]:
+    async def _collect(self, indexes: list[str], query: TaskQuery, want: int) -> list[TaskRecord]:
         # Malformed or missing records are skipped; when that leaves a batch short, continue
         # after the last member read so a page still holds `want` records when that many exist.
         high = "+inf" if query.until is None else repr(query.until.timestamp())
@@ -272,10 +313,10 @@ class RedisBackend(SnapshotBackend):
             batch = want - len(records)
             cursor = ("", "") if after is None else (repr(after[0]), after[1])
             args = [self.keys.script_prefixes[0], high, low, batch, *cursor]
-            flat = await self._script("query", "PAGE", [index], args)
+            flat = await self._script("query", "PAGE", indexes, args)
             for task_id, data in zip(flat[0::3], flat[2::3], strict=True):
                 if data is None:
-                    logger.warning("skipping task %s: indexed in %s but not stored", task_id, index)
+                    logger.warning("skipping task %s: indexed but not stored", task_id)
                     continue
                 record = decode_record(data, task_id, logger)
                 if record is not None:

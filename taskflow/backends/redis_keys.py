@@ -14,18 +14,19 @@ from taskflow.models import TaskStatus
 DEFAULT_PREFIX = "taskflow"
 
 #: Hash per record, ``task:<id>``: ``data`` (JSON of ``to_dict()``, the source of truth) plus
-#: ``status``, ``func_name`` and ``sort_ts``, which the scripts read to maintain the indexes.
+#: ``status``, ``func_name``, ``owner`` and ``sort_ts``, which the scripts read to maintain the
+#: indexes (and the tests, to check them).
 TASK = "task:"
-#: Sorted set of every record id scored by sort time (epoch seconds): the unfiltered listing.
-IDX_ALL = "idx:all"
-#: Sorted set of finished record ids only, scored by sort time: what retention walks, oldest first.
-IDX_DONE = "idx:done"
-#: Sorted set per status, ``idx:status:<status>``.
+#: Sorted set per status, ``idx:status:<status>``, scored by sort time (epoch seconds).
 IDX_STATUS = "idx:status:"
-#: Sorted set per function, ``idx:func:<func_name>``.
-IDX_FUNC = "idx:func:"
 #: Sorted set per status and function, ``idx:sf:<status>:<func_name>``: both filters, one range.
+#: These two kinds are the only indexes, so a save writes two sorted-set entries per record: a
+#: listing of one function merges its few ``idx:sf:*`` sets, the unfiltered listing the status
+#: sets, and retention walks the finished statuses' sets (layout 2; layout 1 also kept sets of
+#: all records, of finished ones and per function, which cost 40% of a large save).
 IDX_STATUS_FUNC = "idx:sf:"
+#: What layout 1 had besides: removed when a backend opens on such data.
+LAYOUT1_ALL, LAYOUT1_DONE, LAYOUT1_FUNC = "idx:all", "idx:done", "idx:func:"
 #: Set of the function names that have records, so counts and retention find ``idx:func:*``.
 FUNCS = "funcs"
 #: Set per owner instance, ``live:<instance_id>``: ids of its live (pending, running) records.
@@ -65,15 +66,20 @@ class RedisKeys:
     def task(self, task_id: str) -> str:
         return self.base + TASK + task_id
 
-    def index(self, status: TaskStatus | None = None, func_name: str | None = None) -> str:
-        """The one sorted set listing records with this status and/or function."""
-        if status is not None and func_name is not None:
-            return f"{self.base}{IDX_STATUS_FUNC}{status.value}:{func_name}"
-        if status is not None:
-            return self.base + IDX_STATUS + status.value
+    def index(self, status: TaskStatus, func_name: str | None = None) -> str:
+        """The sorted set listing records with this status (and function)."""
         if func_name is not None:
-            return self.base + IDX_FUNC + func_name
-        return self.base + IDX_ALL
+            return f"{self.base}{IDX_STATUS_FUNC}{status.value}:{func_name}"
+        return self.base + IDX_STATUS + status.value
+
+    def indexes(self, status: TaskStatus | None = None, func_name: str | None = None) -> list[str]:
+        """The sorted sets whose union lists the records with these filters."""
+        statuses = list(TaskStatus) if status is None else [status]
+        return [self.index(s, func_name) for s in statuses]
+
+    def finished_indexes(self) -> list[str]:
+        """The status sets of the finished records (what retention walks)."""
+        return [self.index(s) for s in TaskStatus if s.finished]
 
     @property
     def funcs(self) -> str:
@@ -95,25 +101,24 @@ class RedisKeys:
         return self.base + HEARTBEATS
 
     @property
-    def save_keys(self) -> list[str]:
-        """KEYS of the save script: :attr:`script_keys` and the owners set."""
-        return [*self.script_keys, self.owners]
-
-    @property
-    def save_prefixes(self) -> list[str]:
-        """First ARGV of the save script: :attr:`script_prefixes` and the live-set prefix."""
-        return [*self.script_prefixes, self.base + LIVE]
-
-    @property
     def script_keys(self) -> list[str]:
-        """KEYS of the write scripts: the all and finished indexes and the function set."""
-        return [self.base + IDX_ALL, self.base + IDX_DONE, self.base + FUNCS]
+        """KEYS of the write scripts: the function set and the owners set."""
+        return [self.funcs, self.owners]
 
     @property
     def script_prefixes(self) -> list[str]:
-        """First ARGV of the scripts: prefixes of the record hashes and the per-value indexes.
+        """First ARGV of the write scripts: prefixes of the record hashes, the two index kinds
+        and the live sets.
 
         The scripts build per-record and per-value key names from these, so this module stays
         the only place that knows the layout.
         """
-        return [self.base + p for p in (TASK, IDX_STATUS, IDX_FUNC, IDX_STATUS_FUNC)]
+        return [self.base + p for p in (TASK, IDX_STATUS, IDX_STATUS_FUNC, LIVE)]
+
+    def layout1_keys(self, funcs: list[str]) -> list[str]:
+        """Layout 1's extra indexes for these function names."""
+        return [
+            self.base + LAYOUT1_ALL,
+            self.base + LAYOUT1_DONE,
+            *(self.base + LAYOUT1_FUNC + name for name in funcs),
+        ]

@@ -1,7 +1,7 @@
 """Lua scripts of the Redis backend: each call is atomic, so records and indexes never disagree.
 
-Write scripts take ``KEYS = RedisKeys.script_keys`` (idx:all, idx:done, funcs) and start their
-ARGV with ``RedisKeys.script_prefixes`` (task:, idx:status:, idx:func:, idx:sf:). Scripts read
+Write scripts take ``RedisKeys.script_keys`` (funcs, owners) among their KEYS and start their
+ARGV with ``RedisKeys.script_prefixes`` (task:, idx:status:, idx:sf:, live:). Scripts read
 everything first and write afterwards where they can, because Redis does not roll back a script
 that fails half way: a wrong-type key then fails the call before anything changed.
 """
@@ -20,17 +20,17 @@ def _lua_list(values: tuple[str, ...]) -> str:
     return "{" + ", ".join(f"'{v}'" for v in values) + "}"
 
 
-#: KEYS: RedisKeys.save_keys (idx:all, idx:done, funcs, owners). ARGV: the four prefixes, the
-#: live-set prefix, a mode, then 6 values per record (id, status, function, sort time, owner
-#: instance, JSON data). Modes: "" saves (a stored finished record is never replaced by a live
-#: copy) and returns how many records were written; "claim" saves one record unless its id is
-#: stored as pending, running or success, and then returns {"exists", data} instead; "force"
-#: saves whatever is stored. Live records are also members of live:<owner>, whose owners are
-#: members of KEYS[4].
+#: KEYS: RedisKeys.script_keys (funcs, owners). ARGV: RedisKeys.script_prefixes (task:,
+#: idx:status:, idx:sf:, live:), a mode, then 6 values per record (id, status, function, sort
+#: time, owner instance, JSON data). Modes: "" saves (a stored finished record is never replaced
+#: by a live copy) and returns how many records were written; "claim" saves one record unless
+#: its id is stored as pending, running or success, and then returns {"exists", data} instead;
+#: "force" saves whatever is stored. Live records are also members of live:<owner>, whose
+#: owners are members of KEYS[2].
 SAVE = """
-local task_p, status_p, func_p, sf_p, live_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local mode, FIRST, W = ARGV[6], 7, 6
-local terminal = __TERMINAL__
+local task_p, status_p, sf_p, live_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local mode, FIRST, W = ARGV[5], 6, 6
+local terminal, statuses = __TERMINAL__, __STATUSES__
 if mode == 'claim' then
   local id = ARGV[FIRST]
   local held = redis.call('HMGET', task_p .. id, 'status', 'data')
@@ -89,34 +89,22 @@ for _, id in ipairs(ids) do
   if i then
     local st, fn, ts, owner = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     local was_st, was_fn, was_owner = old_st[id], old_fn[id], old_owner[id]
-    if was_st then
-      if was_st ~= st then remove(zrems, status_p .. was_st, id) end
-      if was_fn and (was_st ~= st or was_fn ~= fn) then
-        remove(zrems, sf_p .. was_st .. ':' .. was_fn, id)
-      end
-      if terminal[was_st] and not terminal[st] then remove(zrems, KEYS[2], id) end
+    if was_st and was_st ~= st then remove(zrems, status_p .. was_st, id) end
+    if was_st and was_fn and (was_st ~= st or was_fn ~= fn) then
+      remove(zrems, sf_p .. was_st .. ':' .. was_fn, id)
     end
-    if was_fn and was_fn ~= fn then
-      remove(zrems, func_p .. was_fn, id)
-      lost_funcs[was_fn] = true
-    end
+    if was_fn and was_fn ~= fn then lost_funcs[was_fn] = true end
     if was_owner and (was_owner ~= owner or terminal[st]) then
       remove(srems, live_p .. was_owner, id)
       left[was_owner] = true
     end
     redis.call('HSET', task_p .. id, 'data', ARGV[i + 5], 'status', st, 'func_name', fn,
       'sort_ts', ts, 'owner', owner)
-    add(KEYS[1], ts, id)
     add(status_p .. st, ts, id)
-    add(func_p .. fn, ts, id)
     add(sf_p .. st .. ':' .. fn, ts, id)
-    if terminal[st] then
-      add(KEYS[2], ts, id)
-    else
-      add(live_p .. owner, false, id)
-    end
+    if not terminal[st] then add(live_p .. owner, false, id) end
     if not known[fn] then
-      redis.call('SADD', KEYS[3], fn)
+      redis.call('SADD', KEYS[1], fn)
       known[fn] = true
     end
   end
@@ -141,7 +129,7 @@ for _, key in ipairs(add_order) do
     for first = 1, #only, CHUNK do
       redis.call('SADD', key, unpack(only, first, math.min(first + CHUNK - 1, #only)))
     end
-    redis.call('SADD', KEYS[4], string.sub(key, #live_p + 1))
+    redis.call('SADD', KEYS[2], string.sub(key, #live_p + 1))
   else
     for first = 1, #members, 2 * CHUNK do
       redis.call('ZADD', key, unpack(members, first, math.min(first + 2 * CHUNK - 1, #members)))
@@ -149,29 +137,32 @@ for _, key in ipairs(add_order) do
   end
 end
 for fn in pairs(lost_funcs) do
-  if redis.call('EXISTS', func_p .. fn) == 0 then redis.call('SREM', KEYS[3], fn) end
+  if not known[fn] then
+    local used = false
+    for _, st in ipairs(statuses) do
+      if redis.call('EXISTS', sf_p .. st .. ':' .. fn) == 1 then used = true end
+    end
+    if not used then redis.call('SREM', KEYS[1], fn) end
+  end
 end
 for owner in pairs(left) do
-  if redis.call('SCARD', live_p .. owner) == 0 then redis.call('SREM', KEYS[4], owner) end
+  if redis.call('SCARD', live_p .. owner) == 0 then redis.call('SREM', KEYS[2], owner) end
 end
 return saved
-""".replace("__TERMINAL__", _lua_set(TERMINAL_VALUES))
+""".replace("__TERMINAL__", _lua_set(TERMINAL_VALUES)).replace(
+    "__STATUSES__", _lua_list(tuple(s.value for s in TaskStatus))
+)
 
-#: KEYS[1]: the index to list. ARGV: record hash prefix, highest and lowest score ("+inf",
-#: "-inf" or a number), how many, and a cursor: its score ("" for none) and task id. Returns
-#: id, score, data (nil when the hash is missing) for up to that many members strictly after
-#: the cursor in (score, id) descending order, all read from one snapshot.
+#: KEYS: the indexes whose union is listed (one or more). ARGV: record hash prefix, highest and
+#: lowest score ("+inf", "-inf" or a number), how many, and a cursor: its score ("" for none)
+#: and task id. Returns id, score, data (nil when the hash is missing) for up to that many
+#: members strictly after the cursor in (score, id) descending order, all read from one
+#: snapshot. Each index gives its own first `want` members; the union's first `want` are among
+#: them.
 PAGE = """
-local index, task_p = KEYS[1], ARGV[1]
-local high, low, want = ARGV[2], ARGV[3], tonumber(ARGV[4])
+local task_p = ARGV[1]
+local want = tonumber(ARGV[4])
 local cursor_score, cursor_id = ARGV[5], ARGV[6]
-local out, n = {}, 0
-local function emit(id, score)
-  out[#out + 1] = id
-  out[#out + 1] = score
-  out[#out + 1] = redis.call('HGET', task_p .. id, 'data')
-  n = n + 1
-end
 -- Byte order, as Redis orders members (Lua's own `<` on strings follows the server's locale).
 local function before(a, b)
   for i = 1, math.min(#a, #b) do
@@ -180,58 +171,99 @@ local function before(a, b)
   end
   return #a < #b
 end
-if cursor_score ~= '' then
-  -- Members tied with the cursor's score come first, id descending: keep those after it.
-  local offset = 0
-  repeat
-    local tied = redis.call('ZRANGE', index, cursor_score, cursor_score, 'BYSCORE', 'REV',
-      'LIMIT', offset, 256)
-    for _, id in ipairs(tied) do
-      if n < want and before(id, cursor_id) then emit(id, cursor_score) end
-    end
-    offset = offset + #tied
-  until #tied < 256 or n >= want
-  high = '(' .. cursor_score
+local found = {}
+local function take(index)
+  local high, low, n = ARGV[2], ARGV[3], 0
+  if cursor_score ~= '' then
+    -- Members tied with the cursor's score come first, id descending: keep those after it.
+    local offset = 0
+    repeat
+      local tied = redis.call('ZRANGE', index, cursor_score, cursor_score, 'BYSCORE', 'REV',
+        'LIMIT', offset, 256)
+      for _, id in ipairs(tied) do
+        if n < want and before(id, cursor_id) then
+          found[#found + 1] = {id, cursor_score, tonumber(cursor_score)}
+          n = n + 1
+        end
+      end
+      offset = offset + #tied
+    until #tied < 256 or n >= want
+    high = '(' .. cursor_score
+  end
+  if n < want then
+    local rest = redis.call('ZRANGE', index, high, low, 'BYSCORE', 'REV', 'LIMIT', 0, want - n,
+      'WITHSCORES')
+    for i = 1, #rest, 2 do found[#found + 1] = {rest[i], rest[i + 1], tonumber(rest[i + 1])} end
+  end
 end
-if n < want then
-  local rest = redis.call('ZRANGE', index, high, low, 'BYSCORE', 'REV', 'LIMIT', 0, want - n,
-    'WITHSCORES')
-  for i = 1, #rest, 2 do emit(rest[i], rest[i + 1]) end
+for _, index in ipairs(KEYS) do take(index) end
+if #KEYS > 1 then
+  table.sort(found, function(a, b)
+    if a[3] ~= b[3] then return a[3] > b[3] end
+    return before(b[1], a[1])
+  end)
+end
+local out = {}
+for i = 1, math.min(want, #found) do
+  local id = found[i][1]
+  out[#out + 1] = id
+  out[#out + 1] = found[i][2]
+  out[#out + 1] = redis.call('HGET', task_p .. id, 'data')
 end
 return out
 """
 
-#: ARGV after the prefixes: the score finished records must be below to go ("" for no age
+#: KEYS: the finished statuses' indexes, then RedisKeys.script_keys (funcs, owners). ARGV:
+#: RedisKeys.script_prefixes, the score finished records must be below to go ("" for no age
 #: limit), how many finished records to keep ("" for no count limit) and the most to remove in
 #: this call. Removes the oldest finished records first, each with every index entry naming
 #: it. Returns how many it removed.
 PRUNE = """
-local task_p, status_p, func_p, sf_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local task_p, status_p, sf_p = ARGV[1], ARGV[2], ARGV[3]
 local below, keep, chunk = ARGV[5], ARGV[6], tonumber(ARGV[7])
 local statuses = __STATUSES__
-local n = 0
-if below ~= '' then n = redis.call('ZCOUNT', KEYS[2], '-inf', '(' .. below) end
-if keep ~= '' then n = math.max(n, redis.call('ZCARD', KEYS[2]) - tonumber(keep)) end
+local done = {}
+for k = 1, #KEYS - 2 do done[k] = KEYS[k] end
+local funcs_key = KEYS[#KEYS - 1]
+local n, total = 0, 0
+for _, index in ipairs(done) do
+  if below ~= '' then n = n + redis.call('ZCOUNT', index, '-inf', '(' .. below) end
+  total = total + redis.call('ZCARD', index)
+end
+if keep ~= '' then n = math.max(n, total - tonumber(keep)) end
 n = math.min(n, chunk)
 if n <= 0 then return 0 end
-local ids = redis.call('ZRANGE', KEYS[2], 0, n - 1)
-local funcs = {}
-for i, id in ipairs(ids) do
-  funcs[i] = redis.call('HGET', task_p .. id, 'func_name')
+-- The n oldest across the finished indexes: each one's n oldest, merged.
+local found = {}
+for _, index in ipairs(done) do
+  local oldest = redis.call('ZRANGE', index, 0, n - 1, 'WITHSCORES')
+  for i = 1, #oldest, 2 do found[#found + 1] = {oldest[i], tonumber(oldest[i + 1])} end
 end
+table.sort(found, function(a, b)
+  if a[2] ~= b[2] then return a[2] < b[2] end
+  return a[1] < b[1]
+end)
+local ids, fns = {}, {}
+for i = 1, math.min(n, #found) do
+  ids[i] = found[i][1]
+  fns[i] = redis.call('HGET', task_p .. ids[i], 'func_name')
+end
+local gone = {}
 for i, id in ipairs(ids) do
-  local fn = funcs[i]
+  local fn = fns[i]
   redis.call('DEL', task_p .. id)
-  redis.call('ZREM', KEYS[1], id)
-  redis.call('ZREM', KEYS[2], id)
   for _, st in ipairs(statuses) do
     redis.call('ZREM', status_p .. st, id)
     if fn then redis.call('ZREM', sf_p .. st .. ':' .. fn, id) end
   end
-  if fn then
-    redis.call('ZREM', func_p .. fn, id)
-    if redis.call('EXISTS', func_p .. fn) == 0 then redis.call('SREM', KEYS[3], fn) end
+  if fn then gone[fn] = true end
+end
+for fn in pairs(gone) do
+  local used = false
+  for _, st in ipairs(statuses) do
+    if redis.call('EXISTS', sf_p .. st .. ':' .. fn) == 1 then used = true end
   end
+  if not used then redis.call('SREM', funcs_key, fn) end
 end
 return #ids
 """.replace("__STATUSES__", _lua_list(tuple(s.value for s in TaskStatus)))

@@ -59,16 +59,8 @@ async def redis_store(redis_url: str) -> AsyncIterator[Store]:
     async def write_raw(task_id: str, func: str, status: str, ts: float, data: str) -> None:
         fields: dict[Any, Any] = {"data": data, "status": status, "func_name": func}
         await client.hset(keys.task(task_id), mapping={**fields, "sort_ts": repr(ts)})
-        base = keys.base
-        for index in (
-            "idx:all",
-            f"idx:status:{status}",
-            f"idx:func:{func}",
-            f"idx:sf:{status}:{func}",
-        ):
-            await client.zadd(base + index, {task_id: ts})
-        if status in TERMINAL_VALUES:
-            await client.zadd(base + "idx:done", {task_id: ts})
+        for index in (f"idx:status:{status}", f"idx:sf:{status}:{func}"):
+            await client.zadd(keys.base + index, {task_id: ts})
         await client.sadd(keys.funcs, func)
 
     store = Store(
@@ -176,10 +168,7 @@ def expected_indexes(
     expected: dict[str, dict[str, float]] = {}
     for task_id, fields in records.items():
         status, func, ts = fields["status"], fields["func_name"], float(fields["sort_ts"])
-        names = ["all", f"status:{status}", f"func:{func}", f"sf:{status}:{func}"]
-        if status in TERMINAL_VALUES:
-            names.append("done")
-        for name in names:
+        for name in (f"status:{status}", f"sf:{status}:{func}"):
             expected.setdefault(f"{keys.base}idx:{name}", {})[task_id] = ts
     return expected
 

@@ -184,6 +184,20 @@ async def test_a_stale_live_copy_never_overwrites_a_finished_record(
     assert await store.problems() == []
 
 
+async def test_a_large_batch_naming_ids_twice_applies_them_in_order(
+    backend: SnapshotBackend, store: Store
+) -> None:
+    # Larger than one Redis script call: the copies of "a" and "b" land in different calls.
+    filler = [rec(f"f-{i:05d}", at=i / 100) for i in range(6000)]
+    batch = [rec("a", status=S, at=2), rec("b", status=R, at=1), *filler]
+    batch += [rec("a", status=R, at=1), rec("b", status=S, at=2)]
+    await backend.save(batch)
+    for task_id in ("a", "b"):
+        assert await backend.get(task_id) == rec(task_id, status=S, at=2)
+    assert (await backend.query(TaskQuery.build(status="running"))).records == []
+    assert await store.problems() == []
+
+
 async def test_a_finished_record_may_be_replaced_by_a_finished_one(
     backend: SnapshotBackend,
 ) -> None:

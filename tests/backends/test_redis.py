@@ -114,7 +114,7 @@ async def test_every_key_shares_the_prefix_hash_tag(redis_store: Store, redis_ur
         keys = [k async for k in client.scan_iter(match=f"*{backend.keys.prefix}*")]
     finally:
         await client.aclose()
-    assert len(keys) > 10
+    assert len(keys) == 8  # 3 records, the status index, 3 status+function indexes, funcs
     assert all(key.startswith(f"{{{backend.keys.prefix}}}:") for key in keys)
     assert len({key_slot(key.encode()) for key in keys}) == 1
 
@@ -150,3 +150,31 @@ async def test_scripts_load_on_a_server_that_has_none(redis_store: Store, redis_
     await backend.save([finished("after-flush")])
     stored = await backend.get("after-flush")
     assert stored is not None and stored.status is TaskStatus.SUCCESS
+
+
+@pytest.mark.redis
+async def test_layout_1_indexes_are_dropped_and_its_history_still_reads(
+    redis_store: Store, redis_url: str
+) -> None:
+    writer = redis_store.make()
+    await writer.open()
+    records = [finished(f"old-{i}", "job" if i % 2 else "mail") for i in range(6)]
+    await writer.save(records)
+    assert isinstance(writer, RedisBackend)
+    keys = writer.keys
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # What an older version also kept: every record, the finished ones, and per function.
+        scored = {r.task_id: r.end_time.timestamp() for r in records if r.end_time is not None}
+        for name in ("idx:all", "idx:done", "idx:func:job", "idx:func:mail"):
+            await client.zadd(keys.base + name, scored)
+        reader = redis_store.make()
+        await reader.open()
+        assert [r.task_id for r in await reader.load_recent(10)] == [
+            r.task_id for r in sorted(records, key=lambda r: r.task_id, reverse=True)
+        ]
+        left = [k async for k in client.scan_iter(match=keys.base + "idx:*")]
+    finally:
+        await client.aclose()
+    assert not [k for k in left if "idx:all" in k or "idx:done" in k or "idx:func:" in k]
+    assert await redis_store.problems() == []
