@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, overload
@@ -19,6 +18,7 @@ from taskflow.cluster import ClusterMonitor
 from taskflow.drain import drain
 from taskflow.events import EventBus, EventKind
 from taskflow.executor import RetryPolicy, execute
+from taskflow.identity import default_instance_id
 from taskflow.injection import ManagedBackgroundTasks, bind, note_enqueued
 from taskflow.models import (
     TaskRecord,
@@ -46,27 +46,6 @@ class RetryRefused(Exception):
 
 #: Statuses under which an idempotency key's task counts as already taken.
 _KEY_HOLDERS = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCESS)
-
-
-_default_id: str | None = None
-
-
-def _forget_default_id() -> None:
-    global _default_id
-    _default_id = None
-
-
-# Forks (gunicorn workers) are other processes: they work out their own id. Caching it saves a
-# getpid() system call per enqueued task.
-os.register_at_fork(after_in_child=_forget_default_id)
-
-
-def default_instance_id() -> str:
-    """``host-pid`` of the current process (cached; a forked child works out its own)."""
-    global _default_id
-    if _default_id is None:
-        _default_id = f"{socket.gethostname()}-{os.getpid()}"
-    return _default_id
 
 
 class TaskManager:
