@@ -121,6 +121,19 @@ def run_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.stop()
 
 
+#: (url, prefix) of every Redis store the tests used, swept once more at the end of the session.
+_redis_prefixes: list[tuple[str, str]] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_redis_prefixes() -> Iterator[None]:
+    """Delete the tests' Redis keys again when the session ends: a server that a test stopped
+    after its backend fixture had ended wrote its final flush under the deleted prefix."""
+    yield
+    for url, prefix in _redis_prefixes:
+        delete_redis_prefix(url, prefix)
+
+
 @pytest.fixture(params=["sqlite", "redis"])
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendUnderTest]:
     """One shared store for several app processes: a WAL SQLite file, or a Redis key prefix."""
@@ -136,6 +149,7 @@ def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[B
 
     url = request.getfixturevalue("redis_url")
     prefix = f"tftest-{uuid.uuid4().hex[:8]}"
+    _redis_prefixes.append((url, prefix))
     yield BackendUnderTest(
         "redis",
         {"TEST_BACKEND_URL": url, "TEST_REDIS_PREFIX": prefix},
