@@ -23,7 +23,7 @@ IDX_STATUS = "idx:status:"
 #: These two kinds are the only indexes, so a save writes two sorted-set entries per record: a
 #: listing of one function merges its few ``idx:sf:*`` sets, the unfiltered listing the status
 #: sets, and retention walks the finished statuses' sets (layout 2; layout 1 also kept sets of
-#: all records, of finished ones and per function, which cost 40% of a large save).
+#: all records, of finished ones and per function: 30% of a large save's script time).
 IDX_STATUS_FUNC = "idx:sf:"
 #: What layout 1 had besides: removed when a backend opens on such data.
 LAYOUT1_ALL, LAYOUT1_DONE, LAYOUT1_FUNC = "idx:all", "idx:done", "idx:func:"
