@@ -10,10 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Mount
 
 from taskflow.api import build_router
 from taskflow.auth import AdminAuth
 from taskflow.dashboard import build_dashboard_router
+from taskflow.gate import RouteGate
 from taskflow.injection import ManagerContextMiddleware, install
 from taskflow.manager import TaskManager
 from taskflow.stream import build_stream_router
@@ -58,21 +60,24 @@ class TaskAdmin:
         if display_func_args:
             task_manager.display_func_args = True
         self.stream_hub = StreamHub(task_manager)
-        self._mount(app, task_manager, dashboard, stream_heartbeat)
+        routes = self._admin_routes(task_manager, dashboard, stream_heartbeat)
+        exact = [self.path]
         if health_endpoints:
-            self._add_health(app)
+            health = self._health_routes()
+            routes += health
+            exact += ["/healthz", "/readyz"]
+        # One gate in the place the routes had: the app's routes added after it pay one string
+        # check for all of them (routes added before it still match first).
+        app.router.routes.append(RouteGate(self.path, exact, routes))
         if auto_install:
             install()
             app.add_middleware(ManagerContextMiddleware, manager=task_manager)
         app.router.lifespan_context = self._wrap_lifespan(app.router.lifespan_context)
 
-    def _mount(
-        self, app: FastAPI, manager: TaskManager, dashboard: bool, stream_heartbeat: float
-    ) -> None:
-        # Everything under `path` is one Mount, so requests to the app's own routes pass one
-        # prefix check instead of matching every taskflow route first (they are registered
-        # before the user's routes). The Mount does not match `path` itself, so the listing
-        # also gets a plain route; both serve from the same router.
+    def _admin_routes(
+        self, manager: TaskManager, dashboard: bool, stream_heartbeat: float
+    ) -> list[BaseRoute]:
+        """The listing at ``path`` and a Mount with everything below it."""
         guarded = [Depends(self.auth.guard)]
         admin = APIRouter()
         if dashboard:
@@ -83,20 +88,20 @@ class TaskAdmin:
         api = build_router(manager, root="/")
         admin.include_router(api, dependencies=guarded)
         listing = next(r for r in api.routes if isinstance(r, APIRoute) and r.path == "/")
-        app.router.routes.append(
+        # A mount is invisible to OpenAPI: the same routes are appended after the app's own
+        # routes at startup, where the gate always matches first, so they only document.
+        self._document = [build_router(manager), stream] if dashboard else [build_router(manager)]
+        self._guarded = guarded
+        return [
             APIRoute(
                 self.path,
                 listing.endpoint,
                 methods=["GET"],
                 dependencies=guarded,
                 include_in_schema=False,
-            )
-        )
-        app.mount(self.path, admin, name="taskflow")
-        # A mount is invisible to OpenAPI: the same routes are appended after the app's own
-        # routes at startup, where the mount always matches first, so they only document.
-        self._document = [build_router(manager), stream] if dashboard else [build_router(manager)]
-        self._guarded = guarded
+            ),
+            Mount(self.path, admin, name="taskflow"),
+        ]
 
     def _add_documentation(self, app: Any) -> None:
         if self._document:
@@ -130,16 +135,17 @@ class TaskAdmin:
 
         return lifespan
 
-    def _add_health(self, app: FastAPI) -> None:
+    def _health_routes(self) -> list[BaseRoute]:
         manager = self.manager
+        health = APIRouter()
 
-        @app.get("/healthz", include_in_schema=False)
+        @health.get("/healthz", include_in_schema=False)
         async def healthz() -> dict[str, str]:
             # Liveness only: the process answers. Never checks the backend, so an outage of the
             # shared store never gets every instance restarted at once.
             return {"status": "ok", "instance_id": manager.instance_id}
 
-        @app.get("/readyz", include_in_schema=False)
+        @health.get("/readyz", include_in_schema=False)
         async def readyz() -> JSONResponse:
             scheduler = manager._scheduler
             body = {
@@ -150,3 +156,5 @@ class TaskAdmin:
                 "instance_id": manager.instance_id,
             }
             return JSONResponse(body, status_code=200 if manager.ready else 503)
+
+        return list(health.routes)

@@ -36,16 +36,21 @@ class EventBus:
     """Fan events out to listeners. A failing listener is logged and never hurts the task."""
 
     def __init__(self) -> None:
-        self._listeners: list[Listener] = []
+        # A tuple, replaced on (un)subscribe: publishing iterates it without copying it first.
+        self._listeners: tuple[Listener, ...] = ()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Add a listener; returns a function that removes it again."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+        self._listeners = (*self._listeners, listener)
+
+        def unsubscribe() -> None:
+            self._listeners = tuple(known for known in self._listeners if known is not listener)
+
+        return unsubscribe
 
     def publish(self, kind: EventKind, record: TaskRecord) -> None:
         event = TaskEvent(kind, record)
-        for listener in tuple(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(event)
             except Exception:
