@@ -22,21 +22,21 @@ from fastapi import BackgroundTasks
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from taskflow.models import TaskRecord
-
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 
 class _Request:
-    """What the middleware tells code running in one request: its app's manager, and whether
-    the request enqueued tasks (then its response waits until they are stored)."""
+    """What the middleware tells code running in one request: its app's manager, and what the
+    request enqueued (then its response waits until those tasks are stored)."""
 
     __slots__ = ("enqueued", "manager")
 
     def __init__(self, manager: TaskManager) -> None:
         self.manager = manager
-        self.enqueued = False
+        #: ``accept(start)`` of each task the request enqueued, called before the response
+        #: waits for the write.
+        self.enqueued: list[Callable[[bool], None]] = []
 
 
 _request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
@@ -44,12 +44,15 @@ _request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
 )
 
 
-def note_enqueued(record: TaskRecord) -> None:
-    """Remember that the current request enqueued a task (its response waits until the task is
-    stored, see :class:`ManagerContextMiddleware`)."""
+def note_enqueued(accept: Callable[[bool], None]) -> bool:
+    """Tell the current request's middleware about a task it enqueued: ``accept(start)`` is
+    called before the response waits for the write (see :class:`ManagerContextMiddleware`).
+    False outside a request through the middleware."""
     request = _request.get()
-    if request is not None:
-        request.enqueued = True
+    if request is None:
+        return False
+    request.enqueued.append(accept)
+    return True
 
 
 class ManagedBackgroundTasks(BackgroundTasks):
@@ -135,11 +138,16 @@ class ManagerContextMiddleware:
 
             async def send_when_stored(message: Message) -> None:
                 # An accepted task must survive a SIGKILL right after the client got its id:
-                # hold the response until the group commit that carries its pending record
-                # succeeded (milliseconds; skipped while the backend is down, bounded by
-                # accept_timeout).
+                # hold the response until the group commit that carries its record succeeded
+                # (milliseconds; skipped while the backend is down, bounded by accept_timeout).
                 if message["type"] == "http.response.start" and request.enqueued:
-                    request.enqueued = False
+                    enqueued, request.enqueued = request.enqueued, []
+                    # A success starts its tasks first: a short one has finished when the
+                    # commit takes its batch, and is written once instead of twice. Not an
+                    # error: FastAPI runs no background tasks of a request that raised.
+                    success = 200 <= message["status"] < 300
+                    for accept in enqueued:
+                        accept(success)
                     await manager._scheduler.persisted(manager.accept_timeout)
                 await send(message)
 

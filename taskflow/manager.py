@@ -20,6 +20,7 @@ from taskflow.events import EventBus, EventKind
 from taskflow.executor import RetryPolicy, execute
 from taskflow.identity import default_instance_id
 from taskflow.injection import ManagedBackgroundTasks, bind, note_enqueued
+from taskflow.launch import Launch
 from taskflow.models import (
     TaskRecord,
     TaskStatus,
@@ -230,17 +231,10 @@ class TaskManager:
             self.store.hold(task_id)  # written by the claim in the runner, not by a flush
         self.store.add(record, CallSpec(func, args, kwargs))
         self.bus.publish(EventKind.CREATED, record)
-        note_enqueued(record)
-
-        async def runner() -> None:
-            if claim and not await recovery.claim_key(self, record):
-                return
-            if self._started and not self.draining:
-                self.spawn(record, definition, args, kwargs)
-            else:
-                await self._run(record, definition, args, kwargs)
-
-        return record, runner
+        launch = Launch(self, record, definition, args, kwargs, claim=claim)
+        if not claim and self.durable_accept and note_enqueued(launch.accept):
+            launch.hold()
+        return record, launch
 
     def spawn(
         self,

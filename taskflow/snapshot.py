@@ -223,6 +223,9 @@ class SnapshotScheduler:
         delay = RETRY_FIRST
         while True:
             await self._wake.wait()
+            # One loop turn before taking the batch: tasks that the responses waking us have
+            # just started run their first step, and a short one is written once, finished.
+            await asyncio.sleep(0)
             self._wake.clear()
             if self._closing:  # stop() sets it, then wakes us: the final flush is its job
                 return

@@ -6,7 +6,10 @@ import asyncio
 import time
 from pathlib import Path
 
-from taskflow import TaskManager
+import httpx
+from fastapi import BackgroundTasks, FastAPI, HTTPException
+
+from taskflow import TaskAdmin, TaskManager
 from taskflow.backends import SqliteBackend
 from taskflow.metrics import collect
 from tests.helpers import wait_until_idle
@@ -35,3 +38,69 @@ async def test_a_burst_is_written_in_far_fewer_writes_than_tasks(tmp_path: Path)
     assert persistence["flushed_total"] == TASKS
     # One write per task would be 200 (plus the live records' writes); a burst shares them.
     assert 1 <= persistence["flush_writes_total"] < TASKS / 4, persistence
+
+
+class _Recording(SqliteBackend):
+    """A real SQLite backend that remembers the status of every record each save carried."""
+
+    saved: list[str]
+
+    async def save(self, records):  # type: ignore[no-untyped-def]
+        self.saved.extend(r.status.value for r in records)
+        await super().save(records)
+
+
+def _durable_app(tmp_path: Path, ran: list[str]) -> tuple[FastAPI, TaskManager, _Recording]:
+    backend = _Recording(tmp_path / "tasks.db")
+    backend.saved = []
+    manager = TaskManager(snapshot_backend=backend)  # durable acceptance is the default
+    app = FastAPI()
+    TaskAdmin(app, manager)
+
+    @manager.task()
+    async def note(name: str) -> None:
+        ran.append(name)
+
+    @app.post("/ok")
+    async def ok(background_tasks: BackgroundTasks) -> dict[str, str | None]:
+        return {"task_id": background_tasks.add_task(note, "ok")}
+
+    @app.post("/refused")
+    async def refused(background_tasks: BackgroundTasks) -> None:
+        background_tasks.add_task(note, "refused")
+        raise HTTPException(404, "no such thing")
+
+    return app, manager, backend
+
+
+async def test_durable_acceptance_writes_a_short_task_once_finished(tmp_path: Path) -> None:
+    # The held response starts its task before the group commit takes its batch: the write
+    # that releases the response carries the finished record, not a pending one written again.
+    ran: list[str] = []
+    app, manager, backend = _durable_app(tmp_path, ran)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for _ in range(5):
+                answers = await asyncio.gather(*(client.post("/ok") for _ in range(32)))
+                assert {a.status_code for a in answers} == {200}
+        await wait_until_idle(manager)
+    assert len(ran) == 160
+    assert backend.saved.count("success") == 160
+    assert "pending" not in backend.saved and "running" not in backend.saved, backend.saved
+
+
+async def test_an_error_response_starts_no_task_early(tmp_path: Path) -> None:
+    # FastAPI runs no background task of a request that raised, so neither do we.
+    ran: list[str] = []
+    app, manager, backend = _durable_app(tmp_path, ran)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.post("/refused")).status_code == 404
+            assert (await client.post("/ok")).status_code == 200
+            deadline = time.monotonic() + 10
+            while not ran and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+    assert ran == ["ok"]

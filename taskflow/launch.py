@@ -1,0 +1,86 @@
+"""Launch: what starts one enqueued task, after its response or, with durable acceptance,
+while that response waits for its write."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from taskflow import recovery
+from taskflow.models import TaskRecord
+from taskflow.registry import TaskDefinition
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
+
+
+class Launch:
+    """Starts one enqueued task, once.
+
+    Awaited after the response (FastAPI runs it as a background task, ``submit`` and
+    ``retry`` await it directly). With durable acceptance the response that returns the id
+    first calls :meth:`accept`: until then the record is held out of writes (no client knows
+    its id yet), and a successful response starts the task before it waits for the write, so a
+    short task has finished by the time the group commit takes its batch and is written once,
+    finished, instead of twice (accepted, then finished).
+    """
+
+    __slots__ = ("args", "claim", "definition", "held", "kwargs", "manager", "record", "started")
+
+    def __init__(
+        self,
+        manager: TaskManager,
+        record: TaskRecord,
+        definition: TaskDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        claim: bool,
+    ) -> None:
+        self.manager = manager
+        self.record = record
+        self.definition = definition
+        self.args = args
+        self.kwargs = kwargs
+        #: An idempotent task claims its id in the backend first (an await): never early.
+        self.claim = claim
+        self.started = False
+        self.held = False
+
+    def hold(self) -> None:
+        """Keep the record out of writes until :meth:`accept` (its response will call it)."""
+        self.held = True
+        self.manager.store.hold(self.record.task_id)
+
+    def accept(self, start: bool) -> None:
+        """The response returning the id waits for the write now: include the record in it,
+        and with ``start`` start the task first."""
+        self._release()
+        if start:
+            self.start_early()
+        self.manager._scheduler.mark_live(self.record)
+
+    def _release(self) -> None:
+        if self.held:
+            self.held = False
+            self.manager.store.release(self.record.task_id)
+
+    async def __call__(self) -> None:
+        self._release()
+        if self.started:
+            return
+        self.started = True
+        manager = self.manager
+        if self.claim and not await recovery.claim_key(manager, self.record):
+            return
+        if manager._started and not manager.draining:
+            manager.spawn(self.record, self.definition, self.args, self.kwargs)
+        else:
+            await manager._run(self.record, self.definition, self.args, self.kwargs)
+
+    def start_early(self) -> None:
+        """Start now, in a task of its own, unless it must wait for something (a claim)."""
+        manager = self.manager
+        if self.started or self.claim or not manager._started or manager.draining:
+            return
+        self.started = True
+        manager.spawn(self.record, self.definition, self.args, self.kwargs)
