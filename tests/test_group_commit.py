@@ -93,7 +93,7 @@ async def test_durable_acceptance_writes_a_short_task_once_finished(tmp_path: Pa
 async def test_an_error_response_starts_no_task_early(tmp_path: Path) -> None:
     # FastAPI runs no background task of a request that raised, so neither do we.
     ran: list[str] = []
-    app, manager, backend = _durable_app(tmp_path, ran)
+    app, _, _ = _durable_app(tmp_path, ran)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
