@@ -4,9 +4,12 @@ in this process (on a 2-core machine: one core each). What users of a deployed a
 Each variant serves three endpoints (bench/apps.py): ``POST /enqueue`` adds one no-op async
 task and does nothing else, the worst case for any overhead; ``POST /email`` and
 ``/email-sync`` validate a JSON body and queue an async or a sync function, what a typical
-endpoint does. Plain FastAPI ``BackgroundTasks`` is
-the baseline, measured in the same run, interleaved. Besides requests per second it prints the
-server's CPU time per request (from /proc), which moves less with other load on the machine.
+endpoint does. Plain FastAPI ``BackgroundTasks`` is the baseline, measured in the same run.
+
+Every variant's server is started once and the measurements interleave: each round sends one
+burst to every variant and endpoint in turn, so a host that speeds up or slows down during the
+run (this one does, by 10-20%) affects every variant alike; the figures are medians over the
+rounds. Besides requests per second it prints the server's CPU time per request (from /proc).
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from bench.common import redis_url, report
 from tests.conftest import free_port
 
 CONNECTIONS = 32
-REQUESTS = 6_000
-ROUNDS = 3
+REQUESTS = 3_200
+ROUNDS = 7
 _EMAIL = b'{"to": "ada@example.com", "subject": "Your report", "body": "It is ready."}'
 _JSON = f"Content-Type: application/json\r\nContent-Length: {len(_EMAIL)}\r\n\r\n".encode()
 #: The request each endpoint gets, over and over.
@@ -102,17 +105,27 @@ def serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
     raise SystemExit(f"bench: server for {env} did not start")
 
 
-def measure(env: dict[str, str], request: bytes) -> tuple[float, float]:
-    """Requests per second, and the server's CPU microseconds per request."""
-    proc, port = serve(env)
-    try:
-        asyncio.run(load(port, 1_000, request))  # warm up
-        before = cpu_seconds(proc.pid)
-        rate = asyncio.run(load(port, REQUESTS, request))
-        return rate, (cpu_seconds(proc.pid) - before) / REQUESTS * 1e6
-    finally:
-        proc.terminate()
-        proc.wait(30)
+def measure(proc: subprocess.Popen[bytes], port: int, request: bytes) -> tuple[float, float]:
+    """Requests per second, and the server's CPU microseconds per request, of one burst."""
+    before = cpu_seconds(proc.pid)
+    rate = asyncio.run(load(port, REQUESTS, request))
+    return rate, (cpu_seconds(proc.pid) - before) / REQUESTS * 1e6
+
+
+Results = dict[tuple[str, str], list[tuple[float, float]]]
+
+
+def interleaved(servers: dict[str, tuple[subprocess.Popen[bytes], int]]) -> Results:
+    """ROUNDS rounds, each one burst per endpoint and variant: (endpoint, variant) -> figures."""
+    for _, port in servers.values():
+        for request in REQUESTS_BY_ENDPOINT.values():
+            asyncio.run(load(port, 1_000, request))  # warm up
+    results: Results = {}
+    for _ in range(ROUNDS):
+        for endpoint, request in REQUESTS_BY_ENDPOINT.items():
+            for name, (proc, port) in servers.items():
+                results.setdefault((endpoint, name), []).append(measure(proc, port, request))
+    return results
 
 
 def main() -> None:
@@ -151,11 +164,14 @@ def main() -> None:
                 "BENCH_LIVE": "0",
             },
         }
-        results: dict[tuple[str, str], list[tuple[float, float]]] = {}
-        for _ in range(ROUNDS):
-            for endpoint, request in REQUESTS_BY_ENDPOINT.items():
-                for name, env in variants.items():
-                    results.setdefault((endpoint, name), []).append(measure(env(), request))
+        servers = {name: serve(env()) for name, env in variants.items()}
+        try:
+            results = interleaved(servers)
+        finally:
+            for proc, _ in servers.values():
+                proc.terminate()
+            for proc, _ in servers.values():
+                proc.wait(30)
     for endpoint in REQUESTS_BY_ENDPOINT:
         print(f" {endpoint}:")
         rate = {n: statistics.median(r for r, _ in results[(endpoint, n)]) for n in variants}

@@ -18,12 +18,15 @@ class WriteBarrier:
     the call has succeeded: that write carried whatever the caller had changed before it.
 
     One future per waiter, resolved in order: cheaper than a Condition, whose ``notify_all``
-    makes every waiter take its lock again in turn.
+    makes every waiter take its lock again in turn. One timer for all waiters' timeouts,
+    armed for the nearest deadline, instead of a timer started and cancelled per waiter.
     """
 
     def __init__(self) -> None:
         self._taken = 0
-        self._waiters: deque[tuple[int, asyncio.Future[bool]]] = deque()
+        self._waiters: deque[tuple[int, float, asyncio.Future[bool]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def take(self) -> int:
         """A write takes its batch now: its number."""
@@ -34,7 +37,7 @@ class WriteBarrier:
         """Write ``number`` succeeded (so did every write before it, or it was retried in it)."""
         waiters = self._waiters
         while waiters and waiters[0][0] <= number:
-            waiter = waiters.popleft()[1]
+            waiter = waiters.popleft()[2]
             if not waiter.done():
                 waiter.set_result(True)
 
@@ -43,15 +46,30 @@ class WriteBarrier:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         if len(self._waiters) >= SWEEP_AT:
-            self._waiters = deque(entry for entry in self._waiters if not entry[1].done())
-        self._waiters.append((self._taken + 1, waiter))
-        timer = loop.call_later(timeout, _give_up, waiter)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
+            self._waiters = deque(entry for entry in self._waiters if not entry[2].done())
+        deadline = loop.time() + timeout
+        self._waiters.append((self._taken + 1, deadline, waiter))
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(loop, deadline)
+        return await waiter
 
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(deadline, self._expire, loop)
+        self._timer_at = deadline
 
-def _give_up(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Let go of every waiter past its deadline; arm the timer for the nearest one left."""
+        self._timer = None
+        now = loop.time()
+        nearest: float | None = None
+        for _, deadline, waiter in self._waiters:
+            if waiter.done():
+                continue
+            if deadline <= now:
+                waiter.set_result(False)
+            elif nearest is None or deadline < nearest:
+                nearest = deadline
+        if nearest is not None:
+            self._arm(loop, nearest)

@@ -48,3 +48,18 @@ async def test_a_cancelled_waiter_does_not_break_the_others():
     await asyncio.sleep(0)
     barrier.done(barrier.take())
     assert await kept is True
+
+
+async def test_each_waiter_times_out_at_its_own_deadline():
+    barrier = WriteBarrier()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    slow = asyncio.create_task(barrier.wait(0.6))
+    await asyncio.sleep(0)
+    assert await barrier.wait(0.05) is False  # a shorter deadline behind a longer one
+    assert loop.time() - started < 0.4
+    assert not slow.done()
+    assert await slow is False
+    assert loop.time() - started >= 0.6
+    # Waiters arriving after the timer fired get a timer again.
+    assert await barrier.wait(0.05) is False
