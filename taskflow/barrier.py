@@ -43,6 +43,11 @@ class WriteBarrier:
 
     async def wait(self, timeout: float) -> bool:
         """True once the next write to take a batch has succeeded; False after ``timeout``."""
+        return await self.ticket(timeout)
+
+    def ticket(self, timeout: float) -> asyncio.Future[bool]:
+        """What :meth:`wait` awaits, taken now: a write that takes its batch later resolves it
+        (True), or ``timeout`` does (False). For callers that wait only later."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         if len(self._waiters) >= SWEEP_AT:
@@ -51,7 +56,7 @@ class WriteBarrier:
         self._waiters.append((self._taken + 1, deadline, waiter))
         if self._timer is None or deadline < self._timer_at:
             self._arm(loop, deadline)
-        return await waiter
+        return waiter
 
     def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         if self._timer is not None:

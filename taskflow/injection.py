@@ -135,22 +135,69 @@ class ManagerContextMiddleware:
             if not manager.durable_accept:
                 await self.app(scope, receive, send)
                 return
-
-            async def send_when_stored(message: Message) -> None:
-                # An accepted task must survive a SIGKILL right after the client got its id:
-                # hold the response until the group commit that carries its record succeeded
-                # (milliseconds; skipped while the backend is down, bounded by accept_timeout).
-                if message["type"] == "http.response.start" and request.enqueued:
-                    enqueued, request.enqueued = request.enqueued, []
-                    # A success starts its tasks first: a short one has finished when the
-                    # commit takes its batch, and is written once instead of twice. Not an
-                    # error: FastAPI runs no background tasks of a request that raised.
-                    success = 200 <= message["status"] < 300
-                    for accept in enqueued:
-                        accept(success)
-                    await manager._scheduler.persisted(manager.accept_timeout)
-                await send(message)
-
-            await self.app(scope, receive, send_when_stored)
+            held = _HeldResponse(request, send)
+            try:
+                await self.app(scope, receive, held.send)
+            except Exception:
+                if held.complete:  # the response was whole; what failed came after it
+                    await held.release()
+                raise
+            await held.release()
         finally:
             _request.reset(token)
+
+
+class _HeldResponse:
+    """The response of a request that enqueued tasks, held until the write carrying them
+    succeeded: an accepted task must survive a SIGKILL right after the client got its id
+    (milliseconds; skipped while the backend is down, bounded by ``accept_timeout``).
+
+    A whole response is kept here and sent after the app has returned, so what the app and
+    its middleware built for the request is freed while the write is under way instead of
+    being kept alive into the garbage collector's older generations. A streaming response
+    waits at its first body part instead.
+    """
+
+    __slots__ = ("_send", "complete", "messages", "request", "ticket")
+
+    def __init__(self, request: _Request, send: Send) -> None:
+        self.request = request
+        self._send = send
+        self.messages: list[Message] = []
+        self.ticket: Awaitable[bool] | None = None
+        self.complete = False
+
+    async def send(self, message: Message) -> None:
+        """The ``send`` the app gets."""
+        if self.messages:
+            self.messages.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.complete = True  # sent by release() once the app has returned
+                return
+            await self.release()
+            return
+        request = self.request
+        if message["type"] == "http.response.start" and request.enqueued:
+            enqueued, request.enqueued = request.enqueued, []
+            # A success starts its tasks first: a short one has finished when the commit
+            # takes its batch, and is written once instead of twice. Not an error: FastAPI
+            # runs no background tasks of a request that raised.
+            success = 200 <= message["status"] < 300
+            for accept in enqueued:
+                accept(success)
+            manager = request.manager
+            self.ticket = manager._scheduler.persist_soon(manager.accept_timeout)
+            self.messages.append(message)
+            return
+        await self._send(message)
+
+    async def release(self) -> None:
+        """Wait for the write, then send what is held."""
+        if not self.messages:
+            return
+        if self.ticket is not None:
+            await self.ticket
+            self.ticket = None
+        messages, self.messages = self.messages, []
+        for message in messages:
+            await self._send(message)

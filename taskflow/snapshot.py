@@ -172,10 +172,16 @@ class SnapshotScheduler:
         What request handlers await before answering, so an accepted task is in the backend
         before its id is returned. False when the backend is not ready or ``timeout`` passed.
         """
+        ticket = self.persist_soon(timeout)
+        return False if ticket is None else await ticket
+
+    def persist_soon(self, timeout: float) -> asyncio.Future[bool] | None:
+        """:meth:`persisted` in two steps: start the write now, await the result later.
+        None when the backend is not ready (nothing to wait for)."""
         if self.backend is None or not self.backend_ok:
-            return False
+            return None
         self._wake.set()
-        return await self._barrier.wait(timeout)
+        return self._barrier.ticket(timeout)
 
     async def flush(self) -> bool:
         """Write every unflushed finished record and changed live record in one batch.
