@@ -1,0 +1,84 @@
+"""Durable acceptance: a response that returns task ids is released only once those tasks are
+in the backend, whether the response is whole or streamed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+from fastapi import BackgroundTasks, FastAPI
+from fastapi.responses import StreamingResponse
+
+from taskflow import TaskAdmin, TaskManager
+from taskflow.backends import SqliteBackend
+
+
+class _Gated(SqliteBackend):
+    """A real SQLite backend whose task writes wait until the test opens the gate."""
+
+    gate: asyncio.Event
+
+    async def save(self, records):  # type: ignore[no-untyped-def]
+        await self.gate.wait()
+        await super().save(records)
+
+
+async def _slow() -> None:
+    await asyncio.sleep(30)  # still running when the response is released: stored as live
+
+
+def _app(tmp_path: Path) -> tuple[FastAPI, _Gated]:
+    backend = _Gated(tmp_path / "tasks.db")
+    manager = TaskManager(snapshot_backend=backend, accept_timeout=10.0, shutdown_timeout=0.1)
+    manager.task(_slow)
+    app = FastAPI()
+    TaskAdmin(app, manager)
+
+    @app.post("/whole")
+    async def whole(background_tasks: BackgroundTasks) -> dict[str, str | None]:
+        return {"task_id": background_tasks.add_task(_slow)}
+
+    @app.post("/streamed")
+    async def streamed(background_tasks: BackgroundTasks) -> StreamingResponse:
+        task_id = background_tasks.add_task(_slow)
+
+        async def parts() -> AsyncIterator[bytes]:
+            for part in (f"{task_id}\n", "second\n", "third\n"):
+                yield part.encode()
+
+        return StreamingResponse(parts(), background=background_tasks)
+
+    return app, backend
+
+
+async def _released_only_after_the_write(app: FastAPI, backend: _Gated, path: str) -> str:
+    backend.gate = asyncio.Event()
+    backend.gate.set()  # startup may write
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            backend.gate.clear()
+            answer = asyncio.create_task(client.post(path))
+            await asyncio.sleep(0.3)
+            assert not answer.done(), "the response left before its task was stored"
+            backend.gate.set()
+            response = await asyncio.wait_for(answer, 10)
+            assert response.status_code == 200
+            task_id = response.text.split()[0].strip('{}"').removeprefix('task_id":"')
+            stored = await backend.get(task_id)
+            assert stored is not None and stored.status.value in ("pending", "running")
+            return response.text
+
+
+async def test_a_whole_response_waits_for_the_write(tmp_path: Path) -> None:
+    app, backend = _app(tmp_path)
+    text = await _released_only_after_the_write(app, backend, "/whole")
+    assert text.startswith('{"task_id":"')
+
+
+async def test_a_streamed_response_waits_for_the_write_and_arrives_whole(tmp_path: Path) -> None:
+    app, backend = _app(tmp_path)
+    text = await _released_only_after_the_write(app, backend, "/streamed")
+    assert text.splitlines()[1:] == ["second", "third"]
