@@ -62,8 +62,9 @@ async def _released_only_after_the_write(app: FastAPI, backend: _Gated, path: st
             backend.gate.clear()
             answer = asyncio.create_task(client.post(path))
             await asyncio.sleep(0.3)
-            assert not answer.done(), "the response left before its task was stored"
-            backend.gate.set()
+            left_early = answer.done()
+            backend.gate.set()  # before any failure: the shutdown's final flush needs it open
+            assert not left_early, "the response left before its task was stored"
             response = await asyncio.wait_for(answer, 10)
             assert response.status_code == 200
             task_id = response.text.split()[0].strip('{}"').removeprefix('task_id":"')
