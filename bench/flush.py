@@ -53,7 +53,7 @@ async def main() -> None:
         prefix = f"bench-{uuid.uuid4().hex[:6]}"
         times = await flush_times(RedisBackend(url, prefix=prefix))
         report(
-            "Redis (one atomic script call)",
+            "Redis (atomic script calls)",
             summary(times),
             "< 150 ms",
             statistics.median(times) < TARGET_SECONDS,
