@@ -14,8 +14,8 @@ class WriteBarrier:
     """Numbers the backend writes in the order they take their batches.
 
     A write calls :meth:`take` when it takes its batch from the store and :meth:`done` with
-    that number once it succeeded. :meth:`wait` returns when a write that took its batch after
-    the call has succeeded: that write carried whatever the caller had changed before it.
+    that number once it succeeded. A :meth:`ticket` resolves when a write that took its batch
+    after the call has succeeded: that write carried whatever the caller had changed before it.
 
     One future per waiter, resolved in order: cheaper than a Condition, whose ``notify_all``
     makes every waiter take its lock again in turn. One timer for all waiters' timeouts,
@@ -41,13 +41,9 @@ class WriteBarrier:
             if not waiter.done():
                 waiter.set_result(True)
 
-    async def wait(self, timeout: float) -> bool:
-        """True once the next write to take a batch has succeeded; False after ``timeout``."""
-        return await self.ticket(timeout)
-
     def ticket(self, timeout: float) -> asyncio.Future[bool]:
-        """What :meth:`wait` awaits, taken now: a write that takes its batch later resolves it
-        (True), or ``timeout`` does (False). For callers that wait only later."""
+        """A future that a write taking its batch after this call resolves once it succeeded
+        (True), or ``timeout`` does (False). Taken now, awaited whenever the caller is ready."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[bool] = loop.create_future()
         if len(self._waiters) >= SWEEP_AT:

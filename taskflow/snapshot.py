@@ -152,7 +152,7 @@ class SnapshotScheduler:
     def _wake_soon(self) -> None:
         # Live changes (created, started, retrying) are written within LIVE_WRITE_DELAY, not at
         # once: a short task finishes meanwhile and one write carries only its final state.
-        # A request waiting for its tasks to be stored (persisted()) wakes the flush at once.
+        # A response waiting for its tasks to be stored (persist_soon()) wakes the flush at once.
         if self._live_timer is None and self._loop is not None:
             self._live_timer = self._loop.call_later(LIVE_WRITE_DELAY, self._live_due)
 
@@ -166,18 +166,11 @@ class SnapshotScheduler:
             self.store.mark_live_dirty(record)
             self._wake.set()
 
-    async def persisted(self, timeout: float) -> bool:
-        """Wait until a write that started after this call's records changed has succeeded.
-
-        What request handlers await before answering, so an accepted task is in the backend
-        before its id is returned. False when the backend is not ready or ``timeout`` passed.
-        """
-        ticket = self.persist_soon(timeout)
-        return False if ticket is None else await ticket
-
     def persist_soon(self, timeout: float) -> asyncio.Future[bool] | None:
-        """:meth:`persisted` in two steps: start the write now, await the result later.
-        None when the backend is not ready (nothing to wait for)."""
+        """Start a write now; the future resolves True once a write that took its batch after
+        this call has succeeded, False after ``timeout``. What a held response awaits, so an
+        accepted task is in the backend before its id leaves. None when the backend is not
+        ready (nothing to wait for)."""
         if self.backend is None or not self.backend_ok:
             return None
         self._wake.set()
