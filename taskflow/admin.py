@@ -65,7 +65,7 @@ class TaskAdmin:
         if health_endpoints:
             health = self._health_routes()
             routes += health
-            exact += ["/healthz", "/readyz"]
+            exact += [route.path for route in health]
         # One gate in the place the routes had: the app's routes added after it pay one string
         # check for all of them (routes added before it still match first).
         app.router.routes.append(RouteGate(self.path, exact, routes))
@@ -135,7 +135,7 @@ class TaskAdmin:
 
         return lifespan
 
-    def _health_routes(self) -> list[BaseRoute]:
+    def _health_routes(self) -> list[APIRoute]:
         manager = self.manager
         health = APIRouter()
 
@@ -157,4 +157,4 @@ class TaskAdmin:
             }
             return JSONResponse(body, status_code=200 if manager.ready else 503)
 
-        return list(health.routes)
+        return [route for route in health.routes if isinstance(route, APIRoute)]

@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 from fastapi import BackgroundTasks, FastAPI
 from fastapi.responses import StreamingResponse
 
@@ -53,33 +52,37 @@ def _app(tmp_path: Path) -> tuple[FastAPI, _Gated]:
     return app, backend
 
 
-async def _released_only_after_the_write(app: FastAPI, backend: _Gated, path: str) -> str:
+async def _released_only_after_the_write(
+    app: FastAPI, backend: _Gated, path: str, make_client
+) -> str:
     backend.gate = asyncio.Event()
     backend.gate.set()  # startup may write
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            backend.gate.clear()
-            answer = asyncio.create_task(client.post(path))
-            await asyncio.sleep(0.3)
-            left_early = answer.done()
-            backend.gate.set()  # before any failure: the shutdown's final flush needs it open
-            assert not left_early, "the response left before its task was stored"
-            response = await asyncio.wait_for(answer, 10)
-            assert response.status_code == 200
-            task_id = response.text.split()[0].strip('{}"').removeprefix('task_id":"')
-            stored = await backend.get(task_id)
-            assert stored is not None and stored.status.value in ("pending", "running")
-            return response.text
+    text = ""
+    async for client in make_client(app):
+        backend.gate.clear()
+        answer = asyncio.create_task(client.post(path))
+        await asyncio.sleep(0.3)
+        left_early = answer.done()
+        backend.gate.set()  # before any failure: the shutdown's final flush needs it open
+        assert not left_early, "the response left before its task was stored"
+        response = await asyncio.wait_for(answer, 10)
+        assert response.status_code == 200
+        task_id = response.text.split()[0].strip('{}"').removeprefix('task_id":"')
+        stored = await backend.get(task_id)
+        assert stored is not None and stored.status.value in ("pending", "running")
+        text = response.text
+    return text
 
 
-async def test_a_whole_response_waits_for_the_write(tmp_path: Path) -> None:
+async def test_a_whole_response_waits_for_the_write(tmp_path: Path, make_client) -> None:
     app, backend = _app(tmp_path)
-    text = await _released_only_after_the_write(app, backend, "/whole")
+    text = await _released_only_after_the_write(app, backend, "/whole", make_client)
     assert text.startswith('{"task_id":"')
 
 
-async def test_a_streamed_response_waits_for_the_write_and_arrives_whole(tmp_path: Path) -> None:
+async def test_a_streamed_response_waits_for_the_write_and_arrives_whole(
+    tmp_path: Path, make_client
+) -> None:
     app, backend = _app(tmp_path)
-    text = await _released_only_after_the_write(app, backend, "/streamed")
+    text = await _released_only_after_the_write(app, backend, "/streamed", make_client)
     assert text.splitlines()[1:] == ["second", "third"]

@@ -6,7 +6,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import httpx
 from fastapi import BackgroundTasks, FastAPI, HTTPException
 
 from taskflow import TaskAdmin, TaskManager
@@ -73,34 +72,32 @@ def _durable_app(tmp_path: Path, ran: list[str]) -> tuple[FastAPI, TaskManager, 
     return app, manager, backend
 
 
-async def test_durable_acceptance_writes_a_short_task_once_finished(tmp_path: Path) -> None:
+async def test_durable_acceptance_writes_a_short_task_once_finished(
+    tmp_path: Path, make_client
+) -> None:
     # The held response starts its task before the group commit takes its batch: the write
     # that releases the response carries the finished record, not a pending one written again.
     ran: list[str] = []
     app, manager, backend = _durable_app(tmp_path, ran)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            for _ in range(5):
-                answers = await asyncio.gather(*(client.post("/ok") for _ in range(32)))
-                assert {a.status_code for a in answers} == {200}
+    async for client in make_client(app):
+        for _ in range(5):
+            answers = await asyncio.gather(*(client.post("/ok") for _ in range(32)))
+            assert {a.status_code for a in answers} == {200}
         await wait_until_idle(manager)
     assert len(ran) == 160
     assert backend.saved.count("success") == 160
     assert "pending" not in backend.saved and "running" not in backend.saved, backend.saved
 
 
-async def test_an_error_response_starts_no_task_early(tmp_path: Path) -> None:
+async def test_an_error_response_starts_no_task_early(tmp_path: Path, make_client) -> None:
     # FastAPI runs no background task of a request that raised, so neither do we.
     ran: list[str] = []
     app, _, _ = _durable_app(tmp_path, ran)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            assert (await client.post("/refused")).status_code == 404
-            assert (await client.post("/ok")).status_code == 200
-            deadline = time.monotonic() + 10
-            while not ran and time.monotonic() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.1)
+    async for client in make_client(app):
+        assert (await client.post("/refused")).status_code == 404
+        assert (await client.post("/ok")).status_code == 200
+        deadline = time.monotonic() + 10
+        while not ran and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
     assert ran == ["ok"]
