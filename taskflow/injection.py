@@ -91,7 +91,8 @@ class _Scheduled(BackgroundTask):
     """What FastAPI runs after the response: starts the tracked task.
 
     Skips ``BackgroundTask.__init__``, whose introspection of the callable costs more than the
-    rest of ``add_task``; FastAPI only reads ``.func`` (telemetry) and awaits the call.
+    rest of ``add_task``; FastAPI only reads ``.func`` (telemetry) and awaits the call. The call
+    is not a coroutine: it starts the task and returns what to await (usually nothing left).
     """
 
     def __init__(self, func: Callable[..., Any], runner: Callable[[], Awaitable[None]]) -> None:
@@ -99,10 +100,10 @@ class _Scheduled(BackgroundTask):
         self.args = ()  # type: ignore[assignment]
         self.kwargs = {}  # type: ignore[assignment]
         self.is_async = True
-        self.runner = runner
+        self.start: Callable[[], Awaitable[None]] = getattr(runner, "after_response", runner)
 
-    async def __call__(self) -> None:
-        await self.runner()
+    def __call__(self) -> Awaitable[None]:  # type: ignore[override]
+        return self.start()
 
 
 def bind(manager: TaskManager, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:

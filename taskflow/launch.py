@@ -3,6 +3,7 @@ while that response waits for its write."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any
 
 from taskflow import recovery
@@ -11,6 +12,18 @@ from taskflow.registry import TaskDefinition
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
+
+
+class _Done:
+    """An awaitable that is already done: awaiting it neither suspends nor makes a frame."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())
+
+
+DONE = _Done()
 
 
 class Launch:
@@ -63,6 +76,13 @@ class Launch:
         if self.held:
             self.held = False
             self.manager.store.release(self.record.task_id)
+
+    def after_response(self) -> Awaitable[None]:
+        """What FastAPI awaits after the response: starts the task and returns an awaitable
+        that is already done, or, when the task must wait for something, its coroutine."""
+        self._release()
+        self.start_early()
+        return DONE if self.started else self()
 
     async def __call__(self) -> None:
         self._release()

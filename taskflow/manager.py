@@ -244,8 +244,16 @@ class TaskManager:
         kwargs: dict[str, Any],
     ) -> None:
         """Run a pending record in the background, tracked for the shutdown drain."""
+        # Without slots the task runs execute() itself, one coroutine instead of two: a task
+        # cancelled before its first step (the drain) never ran and stays pending, which is
+        # all that _run() checks for.
+        coro = (
+            self._execute(record, definition, args, kwargs)
+            if self._slots is None
+            else self._run(record, definition, args, kwargs)
+        )
         # The loop's own method: asyncio.create_task only adds a Python-level call around it.
-        task = asyncio.get_running_loop().create_task(self._run(record, definition, args, kwargs))
+        task = asyncio.get_running_loop().create_task(coro)
         self._running[task] = record
         task.add_done_callback(self._forget)
 
@@ -299,9 +307,9 @@ class TaskManager:
             is_async=definition.is_async,
         )
 
-    def _on_event(self, event: Any) -> None:
-        if event.kind is EventKind.FINISHED:
-            self.store.finish(event.record)
+    def _on_event(self, kind: EventKind, record: TaskRecord) -> None:
+        if kind is EventKind.FINISHED:
+            self.store.finish(record)
 
     async def retry(self, task_id: str) -> TaskRecord:
         """Run a failed or interrupted task again as a new task with its original arguments."""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from taskflow.backends.base import BackendError, SnapshotBackend
 from taskflow.barrier import WriteBarrier
-from taskflow.events import EventBus, EventKind, TaskEvent
+from taskflow.events import EventBus, EventKind
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.query import Page, TaskQuery, merge_pages, page_of
 from taskflow.store import TaskStore
@@ -142,11 +142,11 @@ class SnapshotScheduler:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _on_event(self, event: TaskEvent) -> None:
-        if event.kind is EventKind.FINISHED:
+    def _on_event(self, kind: EventKind, record: TaskRecord) -> None:
+        if kind is EventKind.FINISHED:
             self._wake.set()
         elif self.persist_live:
-            self.store.mark_live_dirty(event.record)
+            self.store.mark_live_dirty(record)
             self._wake_soon()
 
     def _wake_soon(self) -> None:

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from taskflow import metrics
-from taskflow.events import TaskEvent
+from taskflow.events import EventKind
 from taskflow.models import TaskRecord, utcnow
 from taskflow.query import TaskQuery
 
@@ -189,9 +189,9 @@ class StreamHub:
         return Message("task", json.dumps(body, default=str))
 
     # Runs synchronously inside the task path: serialise, enqueue, never wait.
-    def _on_event(self, event: TaskEvent) -> None:
-        self._remember(event.record)
-        self._broadcast(self._task_message(event.kind.value, event.record, "local"))
+    def _on_event(self, kind: EventKind, record: TaskRecord) -> None:
+        self._remember(record)
+        self._broadcast(self._task_message(kind.value, record, "local"))
 
     async def _run(self) -> None:
         started = utcnow()

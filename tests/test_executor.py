@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from taskflow.events import EventBus, EventKind, TaskEvent
+from taskflow.events import EventBus, EventKind
 from taskflow.executor import RetryPolicy, execute
 from taskflow.models import TaskRecord, TaskStatus, new_task_id
 
@@ -74,7 +74,7 @@ async def test_success_after_retries_clears_error(threads):
 async def test_events_follow_the_transitions(threads):
     bus = EventBus()
     seen: list[tuple[EventKind, TaskStatus]] = []
-    bus.subscribe(lambda e: seen.append((e.kind, e.record.status)))
+    bus.subscribe(lambda kind, record: seen.append((kind, record.status)))
 
     def boom() -> None:
         raise ValueError("x")
@@ -92,7 +92,7 @@ async def test_events_follow_the_transitions(threads):
 async def test_a_failing_listener_does_not_hurt_the_task(threads):
     bus = EventBus()
 
-    def bad_listener(event: TaskEvent) -> None:
+    def bad_listener(kind: EventKind, record: TaskRecord) -> None:
         raise RuntimeError("listener bug")
 
     bus.subscribe(bad_listener)
