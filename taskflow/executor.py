@@ -128,7 +128,11 @@ def _finish(record: TaskRecord, status: TaskStatus, bus: EventBus) -> None:
     bus.publish(EventKind.FINISHED, record)
 
 
-def interrupt_unstarted(record: TaskRecord, bus: EventBus) -> None:
-    """Mark a task that never started as interrupted (the instance stopped first)."""
-    record.error = "interrupted: the instance shut down before the task started"
+def interrupt_unstarted(
+    record: TaskRecord,
+    bus: EventBus,
+    why: str = "interrupted: the instance shut down before the task started",
+) -> None:
+    """Mark a task that never started as interrupted (by default: the instance stopped first)."""
+    record.error = why
     _finish(record, TaskStatus.INTERRUPTED, bus)

@@ -23,20 +23,22 @@ from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
+    from taskflow.launch import Launch
     from taskflow.manager import TaskManager
 
 
 class _Request:
-    """What the middleware tells code running in one request: its app's manager, and what the
-    request enqueued (then its response waits until those tasks are stored)."""
+    """What the middleware tells code running in one request: its app's manager, and the
+    background tasks the request queued."""
 
-    __slots__ = ("enqueued", "manager")
+    __slots__ = ("accepted", "launches", "manager")
 
     def __init__(self, manager: TaskManager) -> None:
         self.manager = manager
-        #: ``accept(start)`` of each task the request enqueued, called before the response
-        #: waits for the write.
-        self.enqueued: list[Callable[[bool], None]] = []
+        #: The request's background tasks, in the order they were queued.
+        self.launches: list[Launch] = []
+        #: How many of them the held response has accepted (see :class:`_HeldResponse`).
+        self.accepted = 0
 
 
 _request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
@@ -44,15 +46,22 @@ _request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
 )
 
 
-def note_enqueued(accept: Callable[[bool], None]) -> bool:
-    """Tell the current request's middleware about a task it enqueued: ``accept(start)`` is
-    called before the response waits for the write (see :class:`ManagerContextMiddleware`).
-    False outside a request through the middleware."""
+def note_launch(launch: Launch) -> bool:
+    """Tell the current request's middleware about one of its background tasks. With durable
+    acceptance its response accepts it before waiting for the write; when the request has
+    ended without starting it (it raised, and FastAPI runs no background task of a request
+    that raised), the task is recorded as never run. False outside a request through the
+    middleware."""
     request = _request.get()
     if request is None:
         return False
-    request.enqueued.append(accept)
+    request.launches.append(launch)
     return True
+
+
+def _abandon_unstarted(launches: list[Launch]) -> None:
+    for launch in launches:
+        launch.abandon()
 
 
 class ManagedBackgroundTasks(BackgroundTasks):
@@ -82,7 +91,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
             super().add_task(func, *args, **kwargs)
             return None
         key = kwargs.pop("idempotency_key", None)
-        record, runner = manager.enqueue(func, args, kwargs, idempotency_key=key)
+        record, runner = manager.enqueue(func, args, kwargs, idempotency_key=key, background=True)
         self.tasks.append(_Scheduled(func, runner))
         return record.task_id
 
@@ -146,6 +155,8 @@ class ManagerContextMiddleware:
             await held.release()
         finally:
             _request.reset(token)
+            if request.launches:  # FastAPI has run every background task it is going to run
+                _abandon_unstarted(request.launches)
 
 
 class _HeldResponse:
@@ -178,14 +189,14 @@ class _HeldResponse:
             await self.release()
             return
         request = self.request
-        if message["type"] == "http.response.start" and request.enqueued:
-            enqueued, request.enqueued = request.enqueued, []
+        if message["type"] == "http.response.start" and len(request.launches) > request.accepted:
+            accepted, request.accepted = request.accepted, len(request.launches)
             # A success starts its tasks first: a short one has finished when the commit
             # takes its batch, and is written once instead of twice. Not an error: FastAPI
             # runs no background tasks of a request that raised.
             success = 200 <= message["status"] < 300
-            for accept in enqueued:
-                accept(success)
+            for launch in request.launches[accepted:]:
+                launch.accept(success)
             manager = request.manager
             self.ticket = manager._scheduler.persist_soon(manager.accept_timeout)
             self.messages.append(message)

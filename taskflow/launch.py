@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Generator
 from typing import TYPE_CHECKING, Any
 
 from taskflow import recovery
+from taskflow.executor import interrupt_unstarted
 from taskflow.models import TaskRecord
 from taskflow.registry import TaskDefinition
 
@@ -71,6 +72,20 @@ class Launch:
         if start:
             self.start_early()
         self.manager._scheduler.mark_live(self.record)
+
+    def abandon(self) -> None:
+        """The request that queued the task has ended without starting it: it raised, and
+        FastAPI runs no background task of a request that raised. Recorded as never run,
+        instead of staying pending (and in memory) forever."""
+        if self.started:
+            return
+        self.started = True
+        self._release()
+        interrupt_unstarted(
+            self.record,
+            self.manager.bus,
+            "not run: the request that queued it failed before its response",
+        )
 
     def _release(self) -> None:
         if self.held:

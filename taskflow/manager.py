@@ -19,7 +19,7 @@ from taskflow.drain import drain
 from taskflow.events import EventBus, EventKind
 from taskflow.executor import RetryPolicy, execute
 from taskflow.identity import default_instance_id
-from taskflow.injection import ManagedBackgroundTasks, bind, note_enqueued
+from taskflow.injection import ManagedBackgroundTasks, bind, note_launch
 from taskflow.launch import Launch
 from taskflow.models import (
     TaskRecord,
@@ -203,6 +203,7 @@ class TaskManager:
         *,
         retry_of: str | None = None,
         idempotency_key: str | None = None,
+        background: bool = False,
     ) -> tuple[TaskRecord, Runner]:
         """Create a pending record; the returned runner starts the task when awaited.
 
@@ -210,6 +211,9 @@ class TaskManager:
         without retries. Nothing here blocks or does I/O. With an ``idempotency_key`` the id is
         derived from the key; while a task with that id is pending, running or succeeded
         anywhere, no second one runs (checked atomically in the backend by the runner).
+        ``background``: the runner is one of the current request's background tasks, which
+        FastAPI runs after the response, or never if the request fails (see
+        :func:`~taskflow.injection.note_launch`).
         """
         definition = self.registry.for_func(func)
         task_id = new_task_id()
@@ -232,7 +236,7 @@ class TaskManager:
         self.store.add(record, CallSpec(func, args, kwargs))
         self.bus.publish(EventKind.CREATED, record)
         launch = Launch(self, record, definition, args, kwargs, claim=claim)
-        if not claim and self.durable_accept and note_enqueued(launch.accept):
+        if background and note_launch(launch) and not claim and self.durable_accept:
             launch.hold()
         return record, launch
 
