@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import enqueue, flush, history, http_enqueue
+from bench import enqueue, flush, history, http_enqueue, write_cost
 
 
 def main() -> None:
     asyncio.run(flush.main())
+    asyncio.run(write_cost.main())
     asyncio.run(history.main())
     asyncio.run(enqueue.main())
     http_enqueue.main()
