@@ -80,6 +80,11 @@ class Launch:
         if self.started:
             return
         self.started = True
+        if self.claim:
+            # Its id is the idempotency key's, and this instance never claimed it: the stored
+            # task of that id (if any) belongs to someone else. Forget it, write nothing.
+            self.manager.store.discard(self.record.task_id)
+            return
         self._release()
         interrupt_unstarted(
             self.record,

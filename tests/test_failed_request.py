@@ -9,8 +9,10 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 
-from taskflow import TaskAdmin, TaskManager, TaskStatus
+from taskflow import TaskAdmin, TaskManager, TaskRecord, TaskStatus
 from taskflow.backends import SqliteBackend
+from taskflow.models import utcnow
+from taskflow.recovery import idempotent_task_id
 from tests.helpers import wait_finished
 
 NEVER_RUN = "not run: the request that queued it failed before its response"
@@ -33,6 +35,11 @@ def _app(manager: TaskManager, ran: list[str], ids: list[str]) -> FastAPI:
     async def broken(background_tasks: BackgroundTasks) -> None:
         ids.append(background_tasks.add_task(note, "broken"))
         raise RuntimeError("a bug after queuing the task")
+
+    @app.post("/refused-once")
+    async def refused_once(background_tasks: BackgroundTasks) -> None:
+        ids.append(background_tasks.add_task(note, "refused-once", idempotency_key="order-7"))
+        raise HTTPException(409, "refused")
 
     @app.post("/error-response")
     async def error_response(background_tasks: BackgroundTasks) -> JSONResponse:
@@ -105,4 +112,43 @@ async def test_with_durable_acceptance_the_never_run_record_is_stored(
         await reopened.close()
     assert stored is not None
     assert (stored.status, stored.error) == (TaskStatus.INTERRUPTED, NEVER_RUN)
+    assert ran == []
+
+
+async def test_an_idempotent_task_of_a_failed_request_leaves_the_stored_one_alone(
+    tmp_path: Path, make_client
+) -> None:
+    # Its id is the key's: the task stored under it was run (and claimed) by another instance,
+    # after this one started, and must not be overwritten by a record of a task never run.
+    path = tmp_path / "tasks.db"
+    done = TaskRecord(
+        task_id=idempotent_task_id("order-7"),
+        func_name="note",
+        status=TaskStatus.SUCCESS,
+        end_time=utcnow(),
+        idempotency_key="order-7",
+    )
+    other_instance = SqliteBackend(path)
+    manager = TaskManager(snapshot_backend=SqliteBackend(path))
+    ran: list[str] = []
+    ids: list[str] = []
+    app = _app(manager, ran, ids)
+    async for client in make_client(app):
+        await other_instance.open()
+        await other_instance.save([done])
+        await other_instance.close()
+        answer = await client.post("/refused-once")
+        flushed = await manager._scheduler.flush()
+        remembered = manager.store.get(ids[0]) if ids else None
+        live = manager.store.live()
+    assert (answer.status_code, flushed, live) == (409, True, [])
+    assert ids == [done.task_id]
+    assert remembered is None
+    reopened = SqliteBackend(path)
+    await reopened.open()
+    try:
+        stored = await reopened.get(done.task_id)
+    finally:
+        await reopened.close()
+    assert stored is not None and stored.status is TaskStatus.SUCCESS
     assert ran == []
