@@ -71,7 +71,9 @@ class TaskAdmin:
         app.router.routes.append(RouteGate(self.path, exact, routes))
         if auto_install:
             install()
-            app.add_middleware(ManagerContextMiddleware, manager=task_manager)
+        # Also without auto_install: Depends(task_manager.get_tasks) relies on it for durable
+        # acceptance and for the tasks of a request that raised.
+        app.add_middleware(ManagerContextMiddleware, manager=task_manager, inject=auto_install)
         app.router.lifespan_context = self._wrap_lifespan(app.router.lifespan_context)
 
     def _admin_routes(

@@ -31,10 +31,13 @@ class _Request:
     """What the middleware tells code running in one request: its app's manager, and the
     background tasks the request queued."""
 
-    __slots__ = ("accepted", "launches", "manager")
+    __slots__ = ("accepted", "inject", "launches", "manager")
 
-    def __init__(self, manager: TaskManager) -> None:
+    def __init__(self, manager: TaskManager, inject: bool) -> None:
         self.manager = manager
+        #: ``TaskAdmin(auto_install=True)``: FastAPI's own ``BackgroundTasks`` parameters of
+        #: this app get the manager.
+        self.inject = inject
         #: The request's background tasks, in the order they were queued.
         self.launches: list[Launch] = []
         #: How many of them the held response has accepted (see :class:`_HeldResponse`).
@@ -86,7 +89,7 @@ class ManagedBackgroundTasks(BackgroundTasks):
         manager = self._manager
         if manager is None:
             request = _request.get()
-            manager = request.manager if request is not None else None
+            manager = request.manager if request is not None and request.inject else None
         if manager is None:
             super().add_task(func, *args, **kwargs)
             return None
@@ -128,18 +131,20 @@ def install() -> None:
 
 
 class ManagerContextMiddleware:
-    """Pure ASGI middleware: requests to this app see its manager in the context variable."""
+    """Pure ASGI middleware: requests to this app see its manager in the context variable
+    (``inject``: also FastAPI's own ``BackgroundTasks`` parameters, see :func:`install`)."""
 
-    def __init__(self, app: ASGIApp, manager: TaskManager) -> None:
+    def __init__(self, app: ASGIApp, manager: TaskManager, inject: bool = True) -> None:
         self.app = app
         self.manager = manager
+        self.inject = inject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         manager = self.manager
-        request = _Request(manager)
+        request = _Request(manager, self.inject)
         token = _request.set(request)
         try:
             if not manager.durable_accept:

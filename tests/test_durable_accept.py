@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import BackgroundTasks, FastAPI
+from fastapi import BackgroundTasks, Depends, FastAPI
 from fastapi.responses import StreamingResponse
 
 from taskflow import TaskAdmin, TaskManager
@@ -28,12 +28,16 @@ async def _slow() -> None:
     await asyncio.sleep(30)  # still running when the response is released: stored as live
 
 
-def _app(tmp_path: Path) -> tuple[FastAPI, _Gated]:
+def _app(tmp_path: Path, *, auto_install: bool = True) -> tuple[FastAPI, _Gated]:
     backend = _Gated(tmp_path / "tasks.db")
     manager = TaskManager(snapshot_backend=backend, accept_timeout=10.0, shutdown_timeout=0.1)
     manager.task(_slow)
     app = FastAPI()
-    TaskAdmin(app, manager)
+    TaskAdmin(app, manager, auto_install=auto_install)
+
+    @app.post("/bound")
+    async def bound(tasks: BackgroundTasks = Depends(manager.get_tasks)) -> dict[str, str | None]:
+        return {"task_id": tasks.add_task(_slow)}
 
     @app.post("/whole")
     async def whole(background_tasks: BackgroundTasks) -> dict[str, str | None]:
@@ -86,3 +90,11 @@ async def test_a_streamed_response_waits_for_the_write_and_arrives_whole(
     app, backend = _app(tmp_path)
     text = await _released_only_after_the_write(app, backend, "/streamed", make_client)
     assert text.splitlines()[1:] == ["second", "third"]
+
+
+async def test_without_auto_install_a_bound_dependency_waits(tmp_path: Path, make_client) -> None:
+    # TaskAdmin(auto_install=False) leaves FastAPI's BackgroundTasks alone; the tasks that
+    # Depends(manager.get_tasks) gives are still held until stored.
+    app, backend = _app(tmp_path, auto_install=False)
+    text = await _released_only_after_the_write(app, backend, "/bound", make_client)
+    assert text.startswith('{"task_id":"')

@@ -66,6 +66,22 @@ async def test_app_without_taskadmin_keeps_plain_behaviour(manager, make_client)
     assert manager.store.live() == []
 
 
+async def test_auto_install_off_keeps_plain_parameters_plain(manager, make_client):
+    TaskAdmin(FastAPI(), TaskManager())  # another app installs the managed class process-wide
+    app = FastAPI()
+    TaskAdmin(app, manager, auto_install=False)
+    ran: list[int] = []
+
+    @app.post("/x")
+    def x(background_tasks: BackgroundTasks) -> dict[str, object]:
+        return {"result": background_tasks.add_task(ran.append, 1)}
+
+    async for client in make_client(app):
+        assert (await client.post("/x")).json() == {"result": None}
+    assert ran == [1]
+    assert manager.store.live() == []
+
+
 async def test_unregistered_functions_are_tracked_under_module_and_qualname(manager, app_client):
     app, client = app_client
     ran: list[str] = []
