@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from taskflow.admin import TaskAdmin
 from taskflow.injection import ManagedBackgroundTasks
-from taskflow.manager import RetryRefused, TaskManager
+from taskflow.manager import TaskManager
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import InvalidQuery, Page, TaskQuery
+from taskflow.retry import RetryRefused
 
 __all__ = [
     "InvalidQuery",

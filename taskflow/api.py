@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from taskflow import metrics
-from taskflow.manager import RetryRefused
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
+from taskflow.retry import RetryRefused
 from taskflow.scan import ExtraFilter, scan
 
 if TYPE_CHECKING:

@@ -27,6 +27,7 @@ from taskflow.models import (
     new_task_id,
 )
 from taskflow.registry import TaskDefinition, TaskRegistry, adhoc_name
+from taskflow.retry import run_again
 from taskflow.snapshot import SnapshotScheduler
 from taskflow.store import CallSpec, TaskStore
 from taskflow.threads import DaemonThreadPool
@@ -39,10 +40,6 @@ Runner = Callable[[], Coroutine[Any, Any, None]]
 
 async def _nothing() -> None:
     """The runner of an idempotent add_task whose key is already taken: nothing to run."""
-
-
-class RetryRefused(Exception):
-    """A task cannot be run again; the message says why (the API answers 409)."""
 
 
 #: Statuses under which an idempotency key's task counts as already taken.
@@ -124,6 +121,8 @@ class TaskManager:
         self._slots: asyncio.Semaphore | None = None
         self._threads = DaemonThreadPool(max_workers)
         self._started = False
+        #: The loop the manager was started on: CREATED is published there (see _announce).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
         #: Set as soon as :meth:`stop` begins, so long-lived readers (dashboard streams) end first.
         self.stopping = asyncio.Event()
@@ -234,11 +233,24 @@ class TaskManager:
         if claim:
             self.store.hold(task_id)  # written by the claim in the runner, not by a flush
         self.store.add(record, CallSpec(func, args, kwargs))
-        self.bus.publish(EventKind.CREATED, record)
+        self._announce(record)
         launch = Launch(self, record, definition, args, kwargs, claim=claim)
         if background and note_launch(launch) and not claim and self.durable_accept:
             launch.hold()
         return record, launch
+
+    def _announce(self, record: TaskRecord) -> None:
+        """Publish a new record on the manager's loop. A sync route handler enqueues from a
+        worker thread, and the listeners touch what only the loop may touch (the flush timer,
+        the dashboard streams' queues)."""
+        loop = self._loop
+        if loop is not None and asyncio._get_running_loop() is not loop:
+            try:
+                loop.call_soon_threadsafe(self.bus.publish, EventKind.CREATED, record)
+                return
+            except RuntimeError:  # that loop is closed: nothing listens on it any more
+                pass
+        self.bus.publish(EventKind.CREATED, record)
 
     def spawn(
         self,
@@ -317,27 +329,7 @@ class TaskManager:
 
     async def retry(self, task_id: str) -> TaskRecord:
         """Run a failed or interrupted task again as a new task with its original arguments."""
-        record = await self._scheduler.aget(task_id)
-        if record is None:
-            raise KeyError(task_id)
-        if record.status not in (TaskStatus.FAILED, TaskStatus.INTERRUPTED):
-            raise RetryRefused(
-                f"task {task_id} is {record.status.value}; only failed or interrupted tasks can "
-                "be retried"
-            )
-        call = self.store.call_of(task_id)
-        definition = self.registry.by_name(record.func_name)
-        if call is None and definition is not None and record.args is not None:
-            call = CallSpec(definition.func, tuple(record.args), dict(record.kwargs or {}))
-        if call is None:
-            raise RetryRefused(
-                f"the arguments of task {task_id} are no longer known (it left this instance's "
-                "memory and arguments are stored only with display_func_args=True), or its "
-                f"function {record.func_name!r} is not registered here"
-            )
-        new_record, runner = self.enqueue(call.func, call.args, call.kwargs, retry_of=task_id)
-        await runner()
-        return new_record
+        return await run_again(self, task_id)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -351,6 +343,7 @@ class TaskManager:
             self._threads = DaemonThreadPool(self.max_workers)
         if self.max_concurrency is not None:
             self._slots = asyncio.Semaphore(self.max_concurrency)
+        self._loop = asyncio.get_running_loop()
         await self._scheduler.start()
         if self._cluster is not None:
             await self._cluster.start()
@@ -378,6 +371,7 @@ class TaskManager:
         await self._scheduler.stop()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self._started = False
+        self._loop = None
         logger.info(
             "taskflow shutdown%s: %d tasks finished during drain, %d interrupted, %d requeued, "
             "%d unflushed, %.2fs",
