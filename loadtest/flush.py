@@ -166,6 +166,8 @@ class FlushProducer(FastHttpUser):
         if not timeline.loading():
             gevent.sleep(0.5)
             return
-        for entry in enqueue(self, path, func=func, expected=expected, params=params):
+        with timeline.producing():
+            entries = enqueue(self, path, func=func, expected=expected, params=params)
+        for entry in entries:
             if Node.watcher is not None:
                 Node.watcher.waiting[entry.task_id] = entry

@@ -56,22 +56,23 @@ class OnceUser(FastHttpUser):
         key = f"lt-{uuid.uuid4().hex}"
         n = int(self.environment.parsed_options.duplicates)
         began = time.monotonic()
-        answers = [a for a in gevent.pool.Group().map(lambda _: self.send(key), range(n)) if a]
-        if not answers:
-            return
-        ids = {task_id for task_id, _ in answers}
-        # Rounds whose answers all came from one instance are counted apart: they test nothing.
-        name = "round" if len({instance for _, instance in answers}) > 1 else ONE_INSTANCE
-        error = None
-        if len(ids) > 1:
-            error = measure.DuplicateTask(f"{n} requests with one key answered {len(ids)} ids")
-        ms = (time.monotonic() - began) * 1000
-        measure.fire(self.environment, measure.IDEMPOTENCY, name, ms, error)
-        entry = Accepted(min(ids), "once_task", ("success",), answers[0][1], key)
-        if ledger.add(entry):
-            measure.fire(self.environment, measure.TASK, "accepted", ms)
-            if Node.follower is not None:
-                Node.follower.follow(entry)
+        with timeline.producing():
+            answers = [a for a in gevent.pool.Group().map(lambda _: self.send(key), range(n)) if a]
+            if not answers:
+                return
+            ids = {task_id for task_id, _ in answers}
+            # Rounds whose answers all came from one instance are counted apart: they test nothing.
+            name = "round" if len({instance for _, instance in answers}) > 1 else ONE_INSTANCE
+            error = None
+            if len(ids) > 1:
+                error = measure.DuplicateTask(f"{n} requests with one key answered {len(ids)} ids")
+            ms = (time.monotonic() - began) * 1000
+            measure.fire(self.environment, measure.IDEMPOTENCY, name, ms, error)
+            entry = Accepted(min(ids), "once_task", ("success",), answers[0][1], key)
+            if ledger.add(entry):
+                measure.fire(self.environment, measure.TASK, "accepted", ms)
+                if Node.follower is not None:
+                    Node.follower.follow(entry)
 
     @task(1)
     def late_duplicate(self) -> None:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gevent
@@ -42,6 +43,7 @@ class Timeline:
         self.finished = False
         self._busy: list[Callable[[], bool]] = []
         self._finish: list[Callable[[], None]] = []
+        self._producing = 0
 
     def begin(self, options: Any) -> None:
         """A new test starts (the web UI can start several): phases from ``options``, and no
@@ -52,11 +54,23 @@ class Timeline:
         self.finished = False
         self._busy.clear()
         self._finish.clear()
+        self._producing = 0
 
     def track(self, busy: Callable[[], bool], finish: Callable[[], None]) -> None:
         """``busy()`` is true while work remains; ``finish()`` ends it (reports what is left)."""
         self._busy.append(busy)
         self._finish.append(finish)
+
+    @contextmanager
+    def producing(self) -> Iterator[None]:
+        """Around one producer's requests: the run does not end while they are in flight, or
+        a task the instances accepted just before the end would be stored but not in the
+        ledger (the backend check counts both)."""
+        self._producing += 1
+        try:
+            yield
+        finally:
+            self._producing -= 1
 
     def loading(self) -> bool:
         return self.started is not None and time.monotonic() < self.started + self.load
@@ -82,7 +96,9 @@ class Timeline:
     def watch(self, environment: Any) -> None:
         """After the load: wait until nothing is busy or the deadline passed, then finish."""
         gevent.sleep(max(0.0, self.deadline - self.drain - time.monotonic()))
-        while any(busy() for busy in self._busy) and time.monotonic() < self.deadline:
+        while (self._producing or any(busy() for busy in self._busy)) and (
+            time.monotonic() < self.deadline
+        ):
             gevent.sleep(0.2)
         self.run_finishers()
         runner = environment.runner

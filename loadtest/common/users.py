@@ -55,6 +55,8 @@ class Producer(FastHttpUser):
         if not timeline.loading():
             gevent.sleep(0.5)  # the drain: nothing new, the followers finish
             return
-        for entry in enqueue(self, path, func=func, expected=expected, params=params):
+        with timeline.producing():
+            entries = enqueue(self, path, func=func, expected=expected, params=params)
+        for entry in entries:
             if Node.follower is not None:
                 Node.follower.follow(entry)
