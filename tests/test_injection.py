@@ -51,25 +51,7 @@ async def test_depends_get_tasks_works_without_installing(make_client):
         assert "work-7" in done
 
 
-async def test_app_without_taskadmin_keeps_plain_behaviour(manager, make_client):
-    TaskAdmin(FastAPI(), manager)  # installs the managed class for the whole process
-    plain = FastAPI()
-    ran: list[int] = []
-
-    @plain.post("/x")
-    def x(background_tasks: BackgroundTasks) -> dict[str, object]:
-        return {"result": background_tasks.add_task(ran.append, 1)}
-
-    async for client in make_client(plain):
-        assert (await client.post("/x")).json() == {"result": None}
-    assert ran == [1]
-    assert manager.store.live() == []
-
-
-async def test_auto_install_off_keeps_plain_parameters_plain(manager, make_client):
-    TaskAdmin(FastAPI(), TaskManager())  # another app installs the managed class process-wide
-    app = FastAPI()
-    TaskAdmin(app, manager, auto_install=False)
+async def _route_stays_plain(app: FastAPI, manager: TaskManager, make_client) -> None:
     ran: list[int] = []
 
     @app.post("/x")
@@ -80,6 +62,18 @@ async def test_auto_install_off_keeps_plain_parameters_plain(manager, make_clien
         assert (await client.post("/x")).json() == {"result": None}
     assert ran == [1]
     assert manager.store.live() == []
+
+
+async def test_app_without_taskadmin_keeps_plain_behaviour(manager, make_client):
+    TaskAdmin(FastAPI(), manager)  # installs the managed class for the whole process
+    await _route_stays_plain(FastAPI(), manager, make_client)
+
+
+async def test_auto_install_off_keeps_plain_parameters_plain(manager, make_client):
+    TaskAdmin(FastAPI(), TaskManager())  # another app installs the managed class process-wide
+    app = FastAPI()
+    TaskAdmin(app, manager, auto_install=False)
+    await _route_stays_plain(app, manager, make_client)
 
 
 async def test_unregistered_functions_are_tracked_under_module_and_qualname(manager, app_client):
