@@ -62,11 +62,6 @@ def note_launch(launch: Launch) -> bool:
     return True
 
 
-def _abandon_unstarted(launches: list[Launch]) -> None:
-    for launch in launches:
-        launch.abandon()
-
-
 class ManagedBackgroundTasks(BackgroundTasks):
     """FastAPI ``BackgroundTasks`` whose ``add_task`` tracks the task and returns its id.
 
@@ -160,8 +155,9 @@ class ManagerContextMiddleware:
             await held.release()
         finally:
             _request.reset(token)
-            if request.launches:  # FastAPI has run every background task it is going to run
-                _abandon_unstarted(request.launches)
+            # FastAPI has run every background task it is going to run: the rest never will.
+            for launch in request.launches:
+                launch.abandon()
 
 
 class _HeldResponse:

@@ -121,8 +121,6 @@ class TaskManager:
         self._slots: asyncio.Semaphore | None = None
         self._threads = DaemonThreadPool(max_workers)
         self._started = False
-        #: The loop the manager was started on: CREATED is published there (see _announce).
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.draining = False
         #: Set as soon as :meth:`stop` begins, so long-lived readers (dashboard streams) end first.
         self.stopping = asyncio.Event()
@@ -233,17 +231,17 @@ class TaskManager:
         if claim:
             self.store.hold(task_id)  # written by the claim in the runner, not by a flush
         self.store.add(record, CallSpec(func, args, kwargs))
-        self._announce(record)
         launch = Launch(self, record, definition, args, kwargs, claim=claim)
         if background and note_launch(launch) and not claim and self.durable_accept:
-            launch.hold()
+            launch.hold()  # before the announcement, whose listener marks the record for writing
+        self._announce(record)
         return record, launch
 
     def _announce(self, record: TaskRecord) -> None:
         """Publish a new record on the manager's loop. A sync route handler enqueues from a
         worker thread, and the listeners touch what only the loop may touch (the flush timer,
         the dashboard streams' queues)."""
-        loop = self._loop
+        loop = self._scheduler._loop if self._started else None
         if loop is not None and asyncio._get_running_loop() is not loop:
             try:
                 loop.call_soon_threadsafe(self.bus.publish, EventKind.CREATED, record)
@@ -343,7 +341,6 @@ class TaskManager:
             self._threads = DaemonThreadPool(self.max_workers)
         if self.max_concurrency is not None:
             self._slots = asyncio.Semaphore(self.max_concurrency)
-        self._loop = asyncio.get_running_loop()
         await self._scheduler.start()
         if self._cluster is not None:
             await self._cluster.start()
@@ -371,7 +368,6 @@ class TaskManager:
         await self._scheduler.stop()
         self._threads.shutdown(wait=False, cancel_futures=True)
         self._started = False
-        self._loop = None
         logger.info(
             "taskflow shutdown%s: %d tasks finished during drain, %d interrupted, %d requeued, "
             "%d unflushed, %.2fs",

@@ -64,6 +64,12 @@ def _durable_app(tmp_path: Path, ran: list[str]) -> tuple[FastAPI, TaskManager, 
     async def ok(background_tasks: BackgroundTasks) -> dict[str, str | None]:
         return {"task_id": background_tasks.add_task(note, "ok")}
 
+    @app.post("/ok-after-a-while")
+    async def ok_after_a_while(background_tasks: BackgroundTasks) -> dict[str, str | None]:
+        task_id = background_tasks.add_task(note, "ok")
+        await asyncio.sleep(0.5)  # longer than the delay before live records are written
+        return {"task_id": task_id}
+
     @app.post("/refused")
     async def refused(background_tasks: BackgroundTasks) -> None:
         background_tasks.add_task(note, "refused")
@@ -87,6 +93,21 @@ async def test_durable_acceptance_writes_a_short_task_once_finished(
     assert len(ran) == 160
     assert backend.saved.count("success") == 160
     assert "pending" not in backend.saved and "running" not in backend.saved, backend.saved
+
+
+async def test_a_record_is_held_from_its_creation_until_its_response(
+    tmp_path: Path, make_client
+) -> None:
+    # An endpoint that works on after queuing its task: no client knows the id yet, so the
+    # pending record is not written meanwhile; the write that releases the response carries
+    # the finished one.
+    ran: list[str] = []
+    app, manager, backend = _durable_app(tmp_path, ran)
+    async for client in make_client(app):
+        answer = await client.post("/ok-after-a-while")
+        await wait_until_idle(manager)
+    assert answer.status_code == 200 and ran == ["ok"]
+    assert backend.saved == ["success"], backend.saved
 
 
 async def test_an_error_response_starts_no_task_early(tmp_path: Path, make_client) -> None:
