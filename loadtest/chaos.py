@@ -5,9 +5,10 @@ master, or the local runner) drives the local runner (deploy/runner.py, --run-di
 
 * at RESTART_AT of the load: ``restart app-1``: SIGTERM (the instance stops accepting, drains
   its running tasks, flushes, deregisters), then the same instance starts again on its port;
-* at KILL_AT of the load: ``kill app-2``: SIGKILL to its master and workers at once, as a crash
-  would. Its unfinished tasks stay live in the backend until the survivors' cluster view expires
-  it (heartbeat 5 s, expiry 15 s: TaskManager's defaults in the reference app) and claims them,
+* at KILL_AT of the load, once app-2 has just started a task (whatever the restart is doing
+  then): ``kill app-2``: SIGKILL to its master and workers at once, as a crash would. Its
+  unfinished tasks stay live in the backend until the survivors' cluster view expires it
+  (heartbeat 5 s, expiry 15 s: TaskManager's defaults in the reference app) and claims them,
   marking them ``interrupted``. The controller then lists live tasks through the load balancer
   until none of app-2's is left (``chaos / reclaim app-2``: the time from the kill), and the run
   waits for that: the driver's backend check then finds nothing left pending or running.
@@ -37,6 +38,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,14 +128,44 @@ def reclaimed(environment: Any, killed: float) -> None:
 
 class Victim:
     at_kill: int | None = None  # live tasks of the victim just after the kill
+    killed_at: float | None = None  # seconds into the load phase
+
+
+def victim_busy(environment: Any) -> None:
+    """Wait, for as long as the load lasts, until the victim has a task that was not live at
+    the previous look: one that started moments ago, so it is still unfinished when the kill
+    lands (a crash of an idle instance proves nothing about reclaiming)."""
+    client = session(environment, concurrency=2)
+    before: set[str] | None = None
+    while timeline.loading():
+        live = live_tasks_of(client, f"{VICTIM}-")
+        if live is not None:
+            if before is not None and set(live) - before:
+                return
+            before = set(live)
+        gevent.sleep(0.25)
+
+
+def at(when: float, action: Callable[..., None], *args: Any) -> None:
+    gevent.sleep(max(0.0, when - time.monotonic()))
+    action(*args)
 
 
 def controller(environment: Any) -> None:
+    """Each action at its own time: a restart that takes long (a drain, a slow start on a busy
+    machine) must not push the kill past the load, when the victim has nothing left to lose."""
     started = time.monotonic()
-    for command, name, share in ACTIONS:
-        gevent.sleep(max(0.0, started + share * timeline.load - time.monotonic()))
-        act(environment, command, name)
-    reclaimed(environment, killed=time.monotonic())
+    restart = gevent.spawn(
+        at, started + RESTART_AT * timeline.load, act, environment, "restart", "app-1"
+    )
+    try:
+        at(started + KILL_AT * timeline.load, victim_busy, environment)
+        Victim.killed_at = time.monotonic() - started
+        act(environment, "kill", VICTIM)
+        reclaimed(environment, killed=time.monotonic())
+        restart.join()
+    finally:
+        restart.kill()
 
 
 @events.test_start.add_listener
@@ -157,7 +189,10 @@ def _acted(environment: Any, figures: dict[str, Any]) -> list[str]:
     if len(done) < len(REPORTED):
         return ["the chaos actions did not all happen: the run proves nothing about failures"]
     if Victim.at_kill == 0:
-        return [f"{VICTIM} had no unfinished task when it was killed: nothing to reclaim"]
+        return [
+            f"{VICTIM} had no unfinished task when it was killed ({Victim.killed_at:.1f}s into "
+            f"{timeline.load:.0f}s of load): nothing to reclaim"
+        ]
     return []
 
 
