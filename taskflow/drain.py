@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taskflow import recovery
 from taskflow.executor import interrupt_unstarted
@@ -27,9 +27,13 @@ class DrainSummary:
 async def drain(manager: TaskManager) -> DrainSummary:
     """Bring every task of ``manager`` to rest; what the summary log line reports."""
     running_tasks = manager._running
-    # Tasks still waiting for a slot never start now; they stay pending (parked or interrupted
-    # below). Running tasks get shutdown_timeout seconds, then are cancelled (interrupted).
-    waiting = [t for t, r in running_tasks.items() if r.status is TaskStatus.PENDING]
+    # Tasks still waiting for a slot (max_concurrency) never start now; they stay pending
+    # (parked or interrupted below). Without slots a pending task was started moments ago and
+    # has not taken its first step yet: it runs like the others. Running tasks get
+    # shutdown_timeout seconds, then are cancelled (interrupted).
+    waiting: list[asyncio.Future[None]] = []
+    if manager._slots is not None:
+        waiting = [t for t, r in running_tasks.items() if r.status is TaskStatus.PENDING]
     for task in waiting:
         task.cancel()
     running = set(running_tasks) - set(waiting)
@@ -54,8 +58,8 @@ async def drain(manager: TaskManager) -> DrainSummary:
 
 
 async def _wait_unless(
-    tasks: set[asyncio.Task[None]], timeout: float, forced: asyncio.Event
-) -> tuple[set[asyncio.Task[None]], set[asyncio.Task[None]]]:
+    tasks: set[asyncio.Future[None]], timeout: float, forced: asyncio.Event
+) -> tuple[set[asyncio.Future[None]], set[asyncio.Future[None]]]:
     """Wait for ``tasks`` up to ``timeout``, or until ``forced`` is set: (done, still running)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -63,8 +67,9 @@ async def _wait_unless(
     force = asyncio.create_task(forced.wait())
     try:
         while pending and not forced.is_set() and loop.time() < deadline:
+            watched: list[asyncio.Future[Any]] = [*pending, force]
             await asyncio.wait(
-                [*pending, force],
+                watched,
                 timeout=deadline - loop.time(),
                 return_when=asyncio.FIRST_COMPLETED,
             )

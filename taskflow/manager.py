@@ -20,7 +20,7 @@ from taskflow.events import EventBus, EventKind
 from taskflow.executor import RetryPolicy, execute
 from taskflow.identity import default_instance_id
 from taskflow.injection import ManagedBackgroundTasks, bind, note_launch
-from taskflow.launch import Launch
+from taskflow.launch import DONE, Launch
 from taskflow.models import (
     TaskRecord,
     TaskStatus,
@@ -116,7 +116,7 @@ class TaskManager:
         self.max_workers = max_workers
         self._instance_id = instance_id
         self.registry = TaskRegistry()
-        self._running: dict[asyncio.Task[None], TaskRecord] = {}
+        self._running: dict[asyncio.Future[None], TaskRecord] = {}
         self.max_concurrency = max_concurrency
         self._slots: asyncio.Semaphore | None = None
         self._threads = DaemonThreadPool(max_workers)
@@ -267,11 +267,13 @@ class TaskManager:
             else self._run(record, definition, args, kwargs)
         )
         # The loop's own method: asyncio.create_task only adds a Python-level call around it.
-        task = asyncio.get_running_loop().create_task(coro)
+        self._track(asyncio.get_running_loop().create_task(coro), record)
+
+    def _track(self, task: asyncio.Future[None], record: TaskRecord) -> None:
         self._running[task] = record
         task.add_done_callback(self._forget)
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
+    def _forget(self, task: asyncio.Future[None]) -> None:
         self._running.pop(task, None)
 
     def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> str:
@@ -279,7 +281,10 @@ class TaskManager:
         if not self._started:
             raise RuntimeError("submit() needs a started manager (inside the app's lifespan)")
         record, runner = self.enqueue(func, args, kwargs)
-        asyncio.get_running_loop().create_task(runner())
+        # Started here, in one task tracked for the drain, as a request's tasks are.
+        rest = runner.after_response() if isinstance(runner, Launch) else runner()
+        if rest is not DONE:  # draining: it runs in a task of its own, held here
+            self._track(asyncio.ensure_future(rest), record)
         return record.task_id
 
     async def _run(
