@@ -42,7 +42,9 @@ async def drain(manager: TaskManager) -> DrainSummary:
     if running:
         with second_signal_sets(forced):
             done, still = await _wait_unless(running, manager.shutdown_timeout, forced)
-        finished, interrupted = len(done), len(still)
+        # One cut off before its first step is still pending: counted with the unstarted below.
+        started = [t for t in still if running_tasks[t].status is not TaskStatus.PENDING]
+        finished, interrupted = len(done), len(started)
         for task in still:
             task.cancel()
         await asyncio.gather(*still, return_exceptions=True)

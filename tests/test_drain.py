@@ -67,3 +67,17 @@ async def test_with_max_concurrency_a_task_waiting_for_a_slot_does_not_start_in_
     assert manager.store.get(first).status is TaskStatus.SUCCESS  # type: ignore[union-attr]
     assert manager.store.get(waiting).status is TaskStatus.INTERRUPTED  # type: ignore[union-attr]
     assert ran == ["first"]
+
+
+async def test_a_task_cut_off_before_its_first_step_is_counted_once(caplog):
+    ran: list[str] = []
+    manager, job = _manager_with_job(ran)
+    manager.shutdown_timeout = 0
+    await manager.start()
+    task_id = manager.submit(job, "cut off")
+    caplog.set_level("INFO", logger="taskflow")
+    await manager.stop()
+    assert manager.store.get(task_id).status is TaskStatus.INTERRUPTED  # type: ignore[union-attr]
+    assert ran == []
+    (summary,) = [r.getMessage() for r in caplog.records if "taskflow shutdown" in r.getMessage()]
+    assert "0 tasks finished during drain, 1 interrupted" in summary, summary
