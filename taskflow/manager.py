@@ -280,9 +280,10 @@ class TaskManager:
         """Start a task now, outside any request (the manager must be started)."""
         if not self._started:
             raise RuntimeError("submit() needs a started manager (inside the app's lifespan)")
-        record, runner = self.enqueue(func, args, kwargs)
+        record, launch = self.enqueue(func, args, kwargs)
+        assert isinstance(launch, Launch)  # without an idempotency key there is always one
         # Started here, in one task tracked for the drain, as a request's tasks are.
-        rest = runner.after_response() if isinstance(runner, Launch) else runner()
+        rest = launch.after_response()
         if rest is not DONE:  # draining: it runs in a task of its own, held here
             self._track(asyncio.ensure_future(rest), record)
         return record.task_id
