@@ -7,7 +7,6 @@ agree with the records. Every Redis or network error surfaces as :class:`Backend
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -27,13 +26,15 @@ from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, Sn
 from taskflow.backends.codec import decode_record, encode_record_bytes
 from taskflow.backends.redis_keys import DEFAULT_PREFIX, RedisKeys
 from taskflow.backends.redis_pack import with_hiredis_packing
+from taskflow.backends.redis_stream import call_streamed
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import Page, TaskQuery, make_page, sort_ts
 
 #: Most records one save script call carries (see :meth:`RedisBackend.save`). A larger batch
-#: goes as several calls sent together: while Redis runs one, this process encodes the next, so
-#: a 10,000-record flush costs about Redis's own time, and no one call blocks Redis for long.
-SAVE_CHUNK = 2_500
+#: goes as several calls streamed on one connection: while Redis runs one, this process encodes
+#: the next, so a 10,000-record flush costs about Redis's own time, and no one call blocks Redis
+#: for more than a few milliseconds.
+SAVE_CHUNK = 500
 
 logger = logging.getLogger(__name__)
 
@@ -160,25 +161,25 @@ class RedisBackend(SnapshotBackend):
         """Upsert ``records``, each with all its index entries atomically.
 
         Up to :data:`SAVE_CHUNK` records go in one script call (all of them or none); a larger
-        batch is sent as several calls at once, on connections of their own. If one fails, the
-        others may still be stored, and saving the batch again is harmless. A batch naming one
-        id twice goes call after call instead, so its copies are applied in order.
+        batch goes as several calls streamed on one connection (see :mod:`redis_stream`),
+        applied in order. If one fails, the others may still be stored, and saving the batch
+        again is harmless.
         """
+        if len(records) <= SAVE_CHUNK:
+            await self._save_chunk(records)
+            return
         chunks = [
             records[start : start + SAVE_CHUNK] for start in range(0, len(records), SAVE_CHUNK)
         ]
-        if len(chunks) == 1 or len({r.task_id for r in records}) < len(records):
-            for chunk in chunks:
-                await self._save_chunk(chunk)
-            return
-        # Wait for every call before reporting a failure: a retry must never race a call that
-        # is still in flight with older copies of the same records.
-        results = await asyncio.gather(*map(self._save_chunk, chunks), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        script, keys = self._scripts["SAVE"], self.keys.script_keys
+        with self._errors("save"):
+            await call_streamed(self._require(), script, keys, chunks, self._save_args)
 
     async def _save_chunk(self, records: Sequence[TaskRecord], mode: str = "") -> Any:
+        args = self._save_args(records, mode)
+        return await self._script("save", "SAVE", self.keys.script_keys, args)
+
+    def _save_args(self, records: Sequence[TaskRecord], mode: str = "") -> list[Any]:
         args: list[Any] = [*self.keys.script_prefixes, mode]
         for r in records:
             args += (
@@ -189,7 +190,7 @@ class RedisBackend(SnapshotBackend):
                 r.instance_id,
                 encode_record_bytes(r),
             )
-        return await self._script("save", "SAVE", self.keys.script_keys, args)
+        return args
 
     # -- the cluster (see SnapshotBackend) --------------------------------------------------
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from taskflow.backends import backend_from_url
-from taskflow.backends.base import BackendError
-from taskflow.backends.redis import RedisBackend
+from taskflow.backends.base import BackendError, SnapshotBackend
+from taskflow.backends.redis import SAVE_CHUNK, RedisBackend
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.models import TaskRecord, TaskStatus
 from tests.backends.conftest import Store
@@ -177,4 +179,97 @@ async def test_layout_1_indexes_are_dropped_and_its_history_still_reads(
     finally:
         await client.aclose()
     assert not [k for k in left if "idx:all" in k or "idx:done" in k or "idx:func:" in k]
+    assert await redis_store.problems() == []
+
+
+async def stored_count(backend: SnapshotBackend) -> int:
+    return sum((await backend.counts()).by_status.values())
+
+
+def many(count: int, prefix: str) -> list[TaskRecord]:
+    return [finished(f"{prefix}-{i}", "job" if i % 2 else "mail") for i in range(count)]
+
+
+@pytest.mark.redis
+async def test_a_large_save_streams_its_chunks_in_order(redis_store: Store) -> None:
+    backend = redis_store.make()
+    await backend.open()
+    records = many(SAVE_CHUNK * 2 + 7, "big")
+    # The same id in the first and the last chunk: the later copy must win.
+    again = replace(records[0], status=TaskStatus.FAILED, error="second copy")
+    await backend.save([*records, again])
+    stored = await backend.get(records[0].task_id)
+    assert stored is not None and stored.status is TaskStatus.FAILED
+    assert await stored_count(backend) == len(records)
+    assert await redis_store.problems() == []
+
+
+@pytest.mark.redis
+async def test_a_large_save_reloads_scripts_the_server_lost(
+    redis_store: Store, redis_url: str
+) -> None:
+    backend = redis_store.make()
+    await backend.open()
+    await backend.save([finished("before")])  # the scripts are loaded now
+    raw = Redis.from_url(redis_url)
+    try:
+        await raw.script_flush()
+    finally:
+        await raw.aclose()
+    records = many(SAVE_CHUNK + 1, "lost-scripts")
+    await backend.save(records)
+    assert await stored_count(backend) == len(records) + 1
+
+
+@pytest.mark.redis
+async def test_a_large_save_survives_its_connection_being_killed_midway(
+    redis_store: Store, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = redis_store.make()
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    encode = backend._save_args
+    calls = []
+
+    def encode_then_kill(records: list[TaskRecord]) -> list[object]:
+        calls.append(len(records))
+        if len(calls) == 2:  # the first chunk is on its way: the server drops the connection
+            with SyncRedis.from_url(redis_url, decode_responses=True) as killer:
+                db = str(killer.connection_pool.connection_kwargs.get("db", 0))
+                streaming = [
+                    c["id"] for c in killer.client_list() if (c["cmd"], c["db"]) == ("evalsha", db)
+                ]
+                assert len(streaming) == 1
+                killer.client_kill_filter(_id=streaming[0])
+        return encode(records)
+
+    monkeypatch.setattr(backend, "_save_args", encode_then_kill)
+    records = many(SAVE_CHUNK * 2, "killed")
+    await backend.save(records)  # sent again, whole, on a new connection
+    assert calls == [SAVE_CHUNK] * 4
+    assert await stored_count(backend) == len(records)
+    assert await redis_store.problems() == []
+
+
+@pytest.mark.redis
+async def test_an_error_in_one_chunk_fails_the_save_and_the_connection_stays_usable(
+    redis_store: Store, redis_url: str
+) -> None:
+    backend = redis_store.make()
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    records = many(SAVE_CHUNK * 2, "chunked")
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await client.set(backend.keys.task(records[SAVE_CHUNK].task_id), "not a hash")
+        with pytest.raises(BackendError, match="save failed"):
+            await backend.save(records)
+    finally:
+        await client.delete(backend.keys.task(records[SAVE_CHUNK].task_id))
+        await client.aclose()
+    # The first chunk is stored; the second (all or nothing) is not.
+    assert await backend.get(records[0].task_id) is not None
+    assert await backend.get(records[-1].task_id) is None
+    await backend.save(records)  # every reply was read: the next call gets its own
+    assert await stored_count(backend) == len(records)
     assert await redis_store.problems() == []
