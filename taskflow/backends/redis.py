@@ -79,6 +79,7 @@ class RedisBackend(SnapshotBackend):
         self._client: Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._layout_checked = False
+        self._save_loaded = False  # a save script call has succeeded (so Redis has the script)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisBackend:
@@ -171,13 +172,19 @@ class RedisBackend(SnapshotBackend):
         chunks = [
             records[start : start + SAVE_CHUNK] for start in range(0, len(records), SAVE_CHUNK)
         ]
+        if not self._save_loaded:
+            # The server may not have the script yet, and a stream of calls it does not know
+            # would all be sent again. One plain call loads it if need be.
+            await self._save_chunk(chunks.pop(0))
         script, keys = self._scripts["SAVE"], self.keys.script_keys
         with self._errors("save"):
             await call_streamed(self._require(), script, keys, chunks, self._save_args)
 
     async def _save_chunk(self, records: Sequence[TaskRecord], mode: str = "") -> Any:
         args = self._save_args(records, mode)
-        return await self._script("save", "SAVE", self.keys.script_keys, args)
+        reply = await self._script("save", "SAVE", self.keys.script_keys, args)
+        self._save_loaded = True
+        return reply
 
     def _save_args(self, records: Sequence[TaskRecord], mode: str = "") -> list[Any]:
         args: list[Any] = [*self.keys.script_prefixes, mode]

@@ -228,6 +228,7 @@ async def test_a_large_save_survives_its_connection_being_killed_midway(
     backend = redis_store.make()
     await backend.open()
     assert isinstance(backend, RedisBackend)
+    await backend.save([finished("before")])  # Redis has the script: every chunk streams
     encode = backend._save_args
     calls = []
 
@@ -247,7 +248,7 @@ async def test_a_large_save_survives_its_connection_being_killed_midway(
     records = many(SAVE_CHUNK * 2, "killed")
     await backend.save(records)  # sent again, whole, on a new connection
     assert calls == [SAVE_CHUNK] * 4
-    assert await stored_count(backend) == len(records)
+    assert await stored_count(backend) == len(records) + 1
     assert await redis_store.problems() == []
 
 
@@ -273,3 +274,28 @@ async def test_an_error_in_one_chunk_fails_the_save_and_the_connection_stays_usa
     await backend.save(records)  # every reply was read: the next call gets its own
     assert await stored_count(backend) == len(records)
     assert await redis_store.problems() == []
+
+
+@pytest.mark.redis
+async def test_a_first_large_save_sends_each_chunk_once(
+    redis_store: Store, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = Redis.from_url(redis_url)
+    try:
+        await raw.script_flush()  # as on a fresh or restarted server
+    finally:
+        await raw.aclose()
+    backend = redis_store.make()
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    encode, calls = backend._save_args, []
+
+    def counted(records: list[TaskRecord], mode: str = "") -> list[object]:
+        calls.append(len(records))
+        return encode(records, mode)
+
+    monkeypatch.setattr(backend, "_save_args", counted)
+    records = many(SAVE_CHUNK * 3, "first")
+    await backend.save(records)
+    assert calls == [SAVE_CHUNK] * 3
+    assert await stored_count(backend) == len(records)
