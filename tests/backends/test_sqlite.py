@@ -17,6 +17,7 @@ from typing import Any
 import aiosqlite
 import pytest
 
+from taskflow.backends import sqlite as sqlite_backend
 from taskflow.backends.base import BackendError
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.backends.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
@@ -68,6 +69,30 @@ async def test_open_sets_wal_busy_timeout_and_schema(opened: SqliteBackend, tmp_
     with sqlite3.connect(tmp_path / "tasks.db") as conn:  # what other processes see
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
+    conn.close()
+
+
+async def test_a_new_file_gets_the_larger_page_and_an_existing_file_keeps_its_own(
+    make_sqlite: MakeBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await make_sqlite()
+    with sqlite3.connect(tmp_path / "tasks.db") as conn:
+        assert conn.execute("PRAGMA page_size").fetchone() == (sqlite_backend.PAGE_SIZE,)
+    conn.close()
+    assert sqlite_backend.PAGE_SIZE == 8192
+
+    older = tmp_path / "older.db"  # as made before the page size was set: SQLite's 4 KiB
+    monkeypatch.setattr(sqlite_backend, "PAGE_SIZE", 4096)
+    writer = await make_sqlite(older)
+    await writer.save([finished("before")])
+    await writer.close()
+    monkeypatch.undo()
+    reopened = await make_sqlite(older)
+    await reopened.save([finished("after")])
+    assert {r.task_id for r in await reopened.load_recent(10)} == {"before", "after"}
+    with sqlite3.connect(older) as conn:
+        assert conn.execute("PRAGMA page_size").fetchone() == (4096,)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     conn.close()
 
 
@@ -283,6 +308,7 @@ def wal_size(path: Path) -> int:
 WRITER = """
 import asyncio, sys, time
 from datetime import datetime, timedelta, timezone
+from taskflow.backends import sqlite as sqlite_backend
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.models import TaskRecord, TaskStatus
 
