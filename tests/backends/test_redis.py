@@ -139,14 +139,19 @@ async def test_a_failing_save_writes_nothing(redis_store: Store, redis_url: str)
     assert await redis_store.problems() == []
 
 
-async def test_scripts_load_on_a_server_that_has_none(redis_store: Store, redis_url: str) -> None:
-    # A fresh or restarted server has no scripts cached: the client must load them (a
-    # two-word command, SCRIPT LOAD, which the command packing has to split like redis-py).
+async def flush_scripts(redis_url: str) -> None:
+    """Make the server forget every cached script, as a restart does."""
     raw = Redis.from_url(redis_url)
     try:
         await raw.script_flush()
     finally:
         await raw.aclose()
+
+
+async def test_scripts_load_on_a_server_that_has_none(redis_store: Store, redis_url: str) -> None:
+    # A fresh or restarted server has no scripts cached: the client must load them (a
+    # two-word command, SCRIPT LOAD, which the command packing has to split like redis-py).
+    await flush_scripts(redis_url)
     backend = redis_store.make()
     await backend.open()
     await backend.save([finished("after-flush")])
@@ -194,13 +199,14 @@ def many(count: int, prefix: str) -> list[TaskRecord]:
 async def test_a_large_save_streams_its_chunks_in_order(redis_store: Store) -> None:
     backend = redis_store.make()
     await backend.open()
+    await backend.save([finished("before")])  # Redis has the script: every chunk streams
     records = many(SAVE_CHUNK * 2 + 7, "big")
     # The same id in the first and the last chunk: the later copy must win.
     again = replace(records[0], status=TaskStatus.FAILED, error="second copy")
     await backend.save([*records, again])
     stored = await backend.get(records[0].task_id)
     assert stored is not None and stored.status is TaskStatus.FAILED
-    assert await stored_count(backend) == len(records)
+    assert await stored_count(backend) == len(records) + 1
     assert await redis_store.problems() == []
 
 
@@ -211,11 +217,7 @@ async def test_a_large_save_reloads_scripts_the_server_lost(
     backend = redis_store.make()
     await backend.open()
     await backend.save([finished("before")])  # the scripts are loaded now
-    raw = Redis.from_url(redis_url)
-    try:
-        await raw.script_flush()
-    finally:
-        await raw.aclose()
+    await flush_scripts(redis_url)
     records = many(SAVE_CHUNK + 1, "lost-scripts")
     await backend.save(records)
     assert await stored_count(backend) == len(records) + 1
@@ -253,26 +255,29 @@ async def test_a_large_save_survives_its_connection_being_killed_midway(
 
 
 @pytest.mark.redis
-async def test_an_error_in_one_chunk_fails_the_save_and_the_connection_stays_usable(
+async def test_an_error_in_a_middle_chunk_fails_the_save_and_the_rest_is_stored(
     redis_store: Store, redis_url: str
 ) -> None:
     backend = redis_store.make()
     await backend.open()
     assert isinstance(backend, RedisBackend)
-    records = many(SAVE_CHUNK * 2, "chunked")
+    await backend.save([finished("before")])  # Redis has the script: every chunk streams
+    records = many(SAVE_CHUNK * 3, "chunked")
+    wrong = backend.keys.task(records[SAVE_CHUNK].task_id)
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
-        await client.set(backend.keys.task(records[SAVE_CHUNK].task_id), "not a hash")
+        await client.set(wrong, "not a hash")
         with pytest.raises(BackendError, match="save failed"):
             await backend.save(records)
     finally:
-        await client.delete(backend.keys.task(records[SAVE_CHUNK].task_id))
+        await client.delete(wrong)
         await client.aclose()
-    # The first chunk is stored; the second (all or nothing) is not.
+    # The middle chunk (all or nothing) is not stored; those before and after it are.
     assert await backend.get(records[0].task_id) is not None
-    assert await backend.get(records[-1].task_id) is None
-    await backend.save(records)  # every reply was read: the next call gets its own
-    assert await stored_count(backend) == len(records)
+    assert await backend.get(records[SAVE_CHUNK + 1].task_id) is None
+    assert await backend.get(records[-1].task_id) is not None
+    await backend.save(records)  # and the next save works
+    assert await stored_count(backend) == len(records) + 1
     assert await redis_store.problems() == []
 
 
@@ -280,11 +285,7 @@ async def test_an_error_in_one_chunk_fails_the_save_and_the_connection_stays_usa
 async def test_a_first_large_save_sends_each_chunk_once(
     redis_store: Store, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    raw = Redis.from_url(redis_url)
-    try:
-        await raw.script_flush()  # as on a fresh or restarted server
-    finally:
-        await raw.aclose()
+    await flush_scripts(redis_url)  # as on a fresh or restarted server
     backend = redis_store.make()
     await backend.open()
     assert isinstance(backend, RedisBackend)
