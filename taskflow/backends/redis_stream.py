@@ -35,15 +35,27 @@ async def call_streamed(
     """
     pool = client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+    async def send_all() -> list[Any]:
+        for part in parts:
+            await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *encode(part))
+        replies: list[Any] = []
+        for _ in parts:
+            try:
+                replies.append(await connection.read_response())
+            except ResponseError as error:  # an error reply: the next ones are still to be read
+                replies.append(error)
+        return replies
+
     try:
         replies: list[Any] = await connection.retry.call_with_retry(
-            lambda: _send_all(connection, script, keys, parts, encode),
-            lambda _error: connection.disconnect(),
+            send_all, lambda _error: connection.disconnect()
         )
         if any(isinstance(reply, NoScriptError) for reply in replies):
-            # Redis lost its scripts (a restart, SCRIPT FLUSH): those calls did nothing.
+            # Redis lost its scripts (a restart, SCRIPT FLUSH): the calls it rejected did
+            # nothing. The whole stream goes again, in order; the calls are safe to repeat.
             await client.script_load(script.script)
-            replies = await _send_all(connection, script, keys, parts, encode)
+            replies = await send_all()
     except BaseException:
         # Replies may be left unread (an encoding error, a cancellation): the connection must
         # not serve its next caller those replies.
@@ -54,22 +66,4 @@ async def call_streamed(
     for reply in replies:
         if isinstance(reply, ResponseError):
             raise reply
-    return replies
-
-
-async def _send_all(
-    connection: Any,
-    script: AsyncScript,
-    keys: list[str],
-    parts: Sequence[Part],
-    encode: Callable[[Part], list[Any]],
-) -> list[Any]:
-    for part in parts:
-        await connection.send_command("EVALSHA", script.sha, len(keys), *keys, *encode(part))
-    replies: list[Any] = []
-    for _ in parts:
-        try:
-            replies.append(await connection.read_response())
-        except ResponseError as error:  # an error reply: the next replies are still to be read
-            replies.append(error)
     return replies

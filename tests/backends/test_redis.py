@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -195,11 +196,35 @@ def many(count: int, prefix: str) -> list[TaskRecord]:
     return [finished(f"{prefix}-{i}", "job" if i % 2 else "mail") for i in range(count)]
 
 
+async def streaming_backend(store: Store) -> RedisBackend:
+    """An open backend that has saved one record, "before": Redis has its save script, so
+    every chunk of a large save streams (none goes as a plain call first)."""
+    backend = store.make()
+    assert isinstance(backend, RedisBackend)
+    await backend.open()
+    await backend.save([finished("before")])
+    return backend
+
+
+def on_encode(
+    backend: RedisBackend, monkeypatch: pytest.MonkeyPatch, then: Callable[[int], None]
+) -> list[int]:
+    """Record the size of every chunk the backend encodes, calling ``then(count so far)``
+    just before each is encoded; returns the list of sizes."""
+    encode, calls = backend._save_args, []
+
+    def counted(records: list[TaskRecord], mode: str = "") -> list[object]:
+        calls.append(len(records))
+        then(len(calls))
+        return encode(records, mode)
+
+    monkeypatch.setattr(backend, "_save_args", counted)
+    return calls
+
+
 @pytest.mark.redis
 async def test_a_large_save_streams_its_chunks_in_order(redis_store: Store) -> None:
-    backend = redis_store.make()
-    await backend.open()
-    await backend.save([finished("before")])  # Redis has the script: every chunk streams
+    backend = await streaming_backend(redis_store)
     records = many(SAVE_CHUNK * 2 + 7, "big")
     # The same id in the first and the last chunk: the later copy must win.
     again = replace(records[0], status=TaskStatus.FAILED, error="second copy")
@@ -214,9 +239,7 @@ async def test_a_large_save_streams_its_chunks_in_order(redis_store: Store) -> N
 async def test_a_large_save_reloads_scripts_the_server_lost(
     redis_store: Store, redis_url: str
 ) -> None:
-    backend = redis_store.make()
-    await backend.open()
-    await backend.save([finished("before")])  # the scripts are loaded now
+    backend = await streaming_backend(redis_store)
     await flush_scripts(redis_url)
     records = many(SAVE_CHUNK + 1, "lost-scripts")
     await backend.save(records)
@@ -227,26 +250,21 @@ async def test_a_large_save_reloads_scripts_the_server_lost(
 async def test_a_large_save_survives_its_connection_being_killed_midway(
     redis_store: Store, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    backend = redis_store.make()
-    await backend.open()
-    assert isinstance(backend, RedisBackend)
-    await backend.save([finished("before")])  # Redis has the script: every chunk streams
-    encode = backend._save_args
-    calls = []
+    backend = await streaming_backend(redis_store)
 
-    def encode_then_kill(records: list[TaskRecord]) -> list[object]:
-        calls.append(len(records))
-        if len(calls) == 2:  # the first chunk is on its way: the server drops the connection
-            with SyncRedis.from_url(redis_url, decode_responses=True) as killer:
-                db = str(killer.connection_pool.connection_kwargs.get("db", 0))
-                streaming = [
-                    c["id"] for c in killer.client_list() if (c["cmd"], c["db"]) == ("evalsha", db)
-                ]
-                assert len(streaming) == 1
-                killer.client_kill_filter(_id=streaming[0])
-        return encode(records)
+    def kill(count: int) -> None:
+        if count != 2:
+            return
+        # The first chunk is on its way: the server drops the connection.
+        with SyncRedis.from_url(redis_url, decode_responses=True) as killer:
+            db = str(killer.connection_pool.connection_kwargs.get("db", 0))
+            streaming = [
+                c["id"] for c in killer.client_list() if (c["cmd"], c["db"]) == ("evalsha", db)
+            ]
+            assert len(streaming) == 1
+            killer.client_kill_filter(_id=streaming[0])
 
-    monkeypatch.setattr(backend, "_save_args", encode_then_kill)
+    calls = on_encode(backend, monkeypatch, kill)
     records = many(SAVE_CHUNK * 2, "killed")
     await backend.save(records)  # sent again, whole, on a new connection
     assert calls == [SAVE_CHUNK] * 4
@@ -258,10 +276,7 @@ async def test_a_large_save_survives_its_connection_being_killed_midway(
 async def test_an_error_in_a_middle_chunk_fails_the_save_and_the_rest_is_stored(
     redis_store: Store, redis_url: str
 ) -> None:
-    backend = redis_store.make()
-    await backend.open()
-    assert isinstance(backend, RedisBackend)
-    await backend.save([finished("before")])  # Redis has the script: every chunk streams
+    backend = await streaming_backend(redis_store)
     records = many(SAVE_CHUNK * 3, "chunked")
     wrong = backend.keys.task(records[SAVE_CHUNK].task_id)
     client = Redis.from_url(redis_url, decode_responses=True)
@@ -287,16 +302,30 @@ async def test_a_first_large_save_sends_each_chunk_once(
 ) -> None:
     await flush_scripts(redis_url)  # as on a fresh or restarted server
     backend = redis_store.make()
-    await backend.open()
     assert isinstance(backend, RedisBackend)
-    encode, calls = backend._save_args, []
-
-    def counted(records: list[TaskRecord], mode: str = "") -> list[object]:
-        calls.append(len(records))
-        return encode(records, mode)
-
-    monkeypatch.setattr(backend, "_save_args", counted)
+    await backend.open()
+    calls = on_encode(backend, monkeypatch, lambda _count: None)
     records = many(SAVE_CHUNK * 3, "first")
     await backend.save(records)
     assert calls == [SAVE_CHUNK] * 3
     assert await stored_count(backend) == len(records)
+
+
+@pytest.mark.redis
+async def test_a_save_that_fails_midway_leaves_no_reply_for_the_next_caller(
+    redis_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = await streaming_backend(redis_store)
+
+    def fail(count: int) -> None:
+        if count == 3:  # two chunks sent, their replies unread
+            raise ValueError("cannot encode")
+
+    on_encode(backend, monkeypatch, fail)
+    with pytest.raises(ValueError, match="cannot encode"):
+        await backend.save(many(SAVE_CHUNK * 3, "cut"))
+    monkeypatch.undo()
+    # The pool hands the same connection out again: it must answer this call, not the save's.
+    stored = await backend.get("before")
+    assert stored is not None and stored.task_id == "before"
+    assert await redis_store.problems() == []
