@@ -153,7 +153,9 @@ class TaskAdmin:
             body = {
                 "ready": manager.ready,
                 "draining": manager.draining,
-                "backend_reachable": scheduler.ready,
+                "backend_reachable": scheduler.connected and scheduler.reachable,
+                "backend_writable": scheduler.writes_ok and not scheduler.stalled,
+                "backend_error": scheduler.last_error,
                 "unflushed": len(manager.store.unflushed_ids),
                 "instance_id": manager.instance_id,
             }

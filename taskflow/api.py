@@ -9,21 +9,27 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse
 
 from taskflow import metrics
+from taskflow.backends.codec import UnreadableRecord
+from taskflow.models import TaskRecord
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
-from taskflow.retry import RetryRefused
+from taskflow.retry import RetryRefused, can_retry
 from taskflow.scan import ExtraFilter, scan
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 
+def present(manager: TaskManager, record: TaskRecord) -> dict[str, Any]:
+    """A record as the API and the dashboard stream show it: arguments only with
+    ``display_func_args``, and ``retryable``: whether a retry from any instance would run."""
+    data = record.to_dict(include_args=manager.display_func_args)
+    data["retryable"] = can_retry(manager, record)
+    return data
+
+
 def build_router(manager: TaskManager, root: str = "") -> APIRouter:
     """The API routes; the listing is at ``root`` ("" under a prefix, "/" inside a mount)."""
     router = APIRouter(tags=["taskflow"])
-
-    def show(record: Any) -> dict[str, Any]:
-        data: dict[str, Any] = record.to_dict(include_args=manager.display_func_args)
-        return data
 
     @router.get(root, summary="List tasks, newest first")
     async def list_tasks(
@@ -51,23 +57,35 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         # Instance and id prefix are not indexed by the backends: a bounded scan serves them.
         page = await scan(manager._scheduler, query, ExtraFilter(instance_id, id_contains))
-        return {"items": [show(r) for r in page.records], "next_cursor": page.next_cursor}
+        items = [present(manager, record) for record in page.records]
+        return {"items": items, "next_cursor": page.next_cursor}
 
     @router.get("/metrics", summary="Counts by status and function, durations, flush health")
     async def get_metrics() -> dict[str, Any]:
         return await metrics.collect(manager)
 
-    @router.get("/{task_id}", summary="One task", responses={404: {"description": "Unknown id"}})
+    @router.get(
+        "/{task_id}",
+        summary="One task",
+        responses={
+            404: {"description": "Unknown id"},
+            409: {"description": "Stored, but its record cannot be read"},
+        },
+    )
     async def get_task(task_id: str) -> dict[str, Any]:
-        record = await manager._scheduler.aget(task_id)
+        try:
+            record = await manager.aget(task_id)
+        except UnreadableRecord as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
         if record is None:
             raise HTTPException(status_code=404, detail=f"task {task_id} not found")
-        return show(record)
+        return present(manager, record)
 
     @router.post(
         "/{task_id}/retry",
         status_code=202,
-        summary="Run a failed or interrupted task again as a new task",
+        summary="Run a failed or interrupted task again as a new task (once: asking again "
+        "returns the same retry)",
         responses={404: {"description": "Unknown id"}, 409: {"description": "Cannot retry"}},
     )
     async def retry_task(task_id: str) -> JSONResponse:

@@ -6,13 +6,17 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from fastapi import BackgroundTasks
 
 from taskflow import recovery
+from taskflow.arguments import DEFAULT_MAX_STORED_BYTES
 from taskflow.backends.base import SnapshotBackend
+from taskflow.backends.cipher import ArgumentCipher
+from taskflow.backends.codec import RecordCodec
 from taskflow.backends.registry import backend_from_url, load_backend_class
 from taskflow.cluster import ClusterMonitor
 from taskflow.drain import drain
@@ -26,10 +30,11 @@ from taskflow.models import (
     TaskStatus,
     new_task_id,
 )
+from taskflow.query import TaskQuery
 from taskflow.registry import TaskDefinition, TaskRegistry, adhoc_name
 from taskflow.retry import run_again
 from taskflow.snapshot import SnapshotScheduler
-from taskflow.store import CallSpec, TaskStore
+from taskflow.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
 from taskflow.threads import DaemonThreadPool
 
 logger = logging.getLogger("taskflow")
@@ -61,6 +66,10 @@ class TaskManager:
         *,
         max_records: int = 10_000,
         max_unflushed: int = 100_000,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_unflushed_bytes: int = DEFAULT_MAX_UNFLUSHED_BYTES,
+        max_args_bytes: int = DEFAULT_MAX_STORED_BYTES,
+        args_keys: Sequence[str | bytes] | None = None,
         shutdown_timeout: float = 20.0,
         instance_id: str | None = None,
         display_func_args: bool = False,
@@ -85,7 +94,19 @@ class TaskManager:
             backend = load_backend_class("SqliteBackend")(snapshot_db)
         else:
             backend = snapshot_backend
-        self.store = TaskStore(max_records=max_records, max_unflushed=max_unflushed)
+        if max_args_bytes < 0:
+            raise ValueError("max_args_bytes must be >= 0 (0 keeps no arguments to run again)")
+        if backend is not None and args_keys:
+            backend.codec = RecordCodec(ArgumentCipher(args_keys))
+        #: Largest argument set kept to run a task again: stored exactly with the record (when
+        #: plain JSON) or, for a retry on this instance, kept in memory.
+        self.max_args_bytes = max_args_bytes
+        self.store = TaskStore(
+            max_records=max_records,
+            max_unflushed=max_unflushed,
+            max_bytes=max_bytes,
+            max_unflushed_bytes=max_unflushed_bytes,
+        )
         self.bus = EventBus()
         self._scheduler = SnapshotScheduler(
             self.store,
@@ -130,6 +151,16 @@ class TaskManager:
     def instance_id(self) -> str:
         """Stored on every record: explicit, or ``host-pid`` of the current process."""
         return self._instance_id or default_instance_id()
+
+    @property
+    def backend(self) -> SnapshotBackend | None:
+        """The shared store the history is written to, or ``None`` when in memory only."""
+        return self._scheduler.backend
+
+    @property
+    def persistent(self) -> bool:
+        """True when a backend stores the history (every instance on it shares it)."""
+        return self._scheduler.backend is not None
 
     @property
     def ready(self) -> bool:
@@ -226,11 +257,11 @@ class TaskManager:
             retry_of=retry_of,
             idempotency_key=idempotency_key,
         )
-        recovery.store_arguments(self, record, definition, args, kwargs)
+        call = recovery.call_of(self, record, definition, args, kwargs)
         claim = idempotency_key is not None and self._scheduler.backend is not None
         if claim:
             self.store.hold(task_id)  # written by the claim in the runner, not by a flush
-        self.store.add(record, CallSpec(func, args, kwargs))
+        self.store.add(record, call)
         launch = Launch(self, record, definition, args, kwargs, claim=claim)
         if background and note_launch(launch) and not claim and self.durable_accept:
             launch.hold()  # before the announcement, whose listener marks the record for writing
@@ -330,6 +361,51 @@ class TaskManager:
     def _on_event(self, kind: EventKind, record: TaskRecord) -> None:
         if kind is EventKind.FINISHED:
             self.store.finish(record)
+
+    async def flush(self) -> bool:
+        """Write everything not yet written now (the flusher does so by itself within
+        milliseconds); True when nothing is left unwritten."""
+        return await self._scheduler.flush()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def aget(self, task_id: str) -> TaskRecord | None:
+        """The record with this id, from this instance's memory or the backend (any instance's
+        task); ``None`` when unknown. Raises
+        :class:`~taskflow.backends.codec.UnreadableRecord` when it is stored but unreadable."""
+        return await self._scheduler.aget(task_id)
+
+    async def aquery(
+        self,
+        status: str | TaskStatus | None = None,
+        func_name: str | None = None,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+    ) -> list[TaskRecord]:
+        """History of every instance, newest first (this instance's live and unflushed records
+        merged with the backend's). Raises :class:`~taskflow.query.InvalidQuery` for a bad
+        filter. The synchronous form is :meth:`query`."""
+        query = TaskQuery.build(
+            status=status, func_name=func_name, limit=limit, since=since, until=until, cursor=cursor
+        )
+        return (await self._scheduler.aquery(query)).records
+
+    def query(
+        self,
+        status: str | TaskStatus | None = None,
+        func_name: str | None = None,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+    ) -> list[TaskRecord]:
+        """:meth:`aquery` as a plain call: from scripts, sync route handlers (worker threads)
+        and before the app starts; inside ``async def`` code, await :meth:`aquery`."""
+        return self._scheduler.query(
+            status=status, func_name=func_name, limit=limit, since=since, until=until, cursor=cursor
+        )
 
     async def retry(self, task_id: str) -> TaskRecord:
         """Run a failed or interrupted task again as a new task with its original arguments."""

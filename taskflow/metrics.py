@@ -84,6 +84,7 @@ async def collect(manager: TaskManager) -> dict[str, Any]:
             by_status[record.status.value] += 1
             by_func[record.func_name] += 1
     window = (await scheduler.aquery(TaskQuery(limit=WINDOW))).records
+    codec = scheduler.backend.codec if scheduler.backend is not None else None
     durations, finished, failed = _window_figures(window)
     everything = [d for values in durations.values() for d in values]
     return {
@@ -111,5 +112,13 @@ async def collect(manager: TaskManager) -> dict[str, Any]:
             "flush_writes_total": scheduler.writes_total,
             "flush_failures": scheduler.flush_failures,
             "last_flush_seconds": scheduler.last_flush_seconds,
+            "last_error": scheduler.last_error,
+            # Records stored with values made safe, records that could not be stored at all
+            # (kept in memory only), and stored records skipped at reading (undecodable).
+            "made_safe": codec.made_safe if codec else 0,
+            "quarantined": scheduler.quarantined,
+            "unreadable": codec.unreadable if codec else 0,
+            "unflushed_bytes": manager.store.unflushed_bytes,
+            "memory_bytes": manager.store.finished_bytes,
         },
     }

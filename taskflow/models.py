@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
-
-#: Longest ``repr`` kept for an argument that is not JSON-serialisable.
-MAX_REPR_CHARS = 200
-#: Longest JSON text kept for all arguments of one task; larger argument sets are replaced.
-MAX_ARGS_JSON_CHARS = 8_192
 
 
 class TaskStatus(str, Enum):
@@ -49,40 +43,6 @@ def new_task_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
 
 
-def _json_safe(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-        return text if len(text) <= MAX_REPR_CHARS else text[: MAX_REPR_CHARS - 3] + "..."
-    return value
-
-
-def exact_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """True when the arguments survive a JSON round trip unchanged (they can be stored to run
-    the task again elsewhere)."""
-    try:
-        return bool(json.loads(json.dumps([list(args), kwargs])) == [list(args), kwargs])
-    except (TypeError, ValueError):
-        return False
-
-
-def safe_arguments(
-    args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[list[Any], dict[str, Any]]:
-    """Arguments made JSON-safe: values that are not JSON become a truncated ``repr``.
-
-    When the whole set is still larger than :data:`MAX_ARGS_JSON_CHARS` it is replaced by a
-    single truncated marker so one task can never bloat the store or the backend.
-    """
-    safe_args = [_json_safe(a) for a in args]
-    safe_kwargs = {str(k): _json_safe(v) for k, v in kwargs.items()}
-    text = json.dumps([safe_args, safe_kwargs])
-    if len(text) > MAX_ARGS_JSON_CHARS:
-        return [f"<arguments truncated: {len(text)} characters>"], {}
-    return safe_args, safe_kwargs
-
-
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
@@ -94,6 +54,10 @@ def _parse_time(value: Any) -> datetime | None:
         return datetime.fromtimestamp(value, timezone.utc)
     parsed = datetime.fromisoformat(str(value))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(slots=True)
@@ -116,6 +80,12 @@ class TaskRecord:
     idempotency_key: str | None = None
     #: ``args``/``kwargs`` hold the exact arguments, so another instance may run the task again.
     rerunnable: bool = False
+    #: The arguments as stored when an argument key is set: encrypted, ``args``/``kwargs`` then
+    #: stored as ``None``. Set on a record read back only when no key here could decrypt them.
+    sealed_args: str | None = None
+    #: This record is a late result of task ``late_of``: this instance ran it, but was declared
+    #: gone meanwhile and another instance took the task over (see docs/operations.md).
+    late_of: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -146,6 +116,7 @@ class TaskRecord:
             "retry_of": self.retry_of,
             "idempotency_key": self.idempotency_key,
             "rerunnable": self.rerunnable,
+            "late_of": self.late_of,
         }
         if include_args:
             data["args"] = self.args
@@ -154,7 +125,8 @@ class TaskRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskRecord:
-        """Inverse of :meth:`to_dict`. Raises ``ValueError`` or ``KeyError`` on malformed data."""
+        """Inverse of :meth:`to_dict`. Raises ``ValueError``, ``TypeError``, ``KeyError`` or
+        ``OverflowError`` on malformed data."""
         created = _parse_time(data.get("created_at"))
         args = data.get("args")
         kwargs = data.get("kwargs")
@@ -166,12 +138,14 @@ class TaskRecord:
             start_time=_parse_time(data.get("start_time")),
             end_time=_parse_time(data.get("end_time")),
             attempts=int(data.get("attempts") or 0),
-            error=data.get("error"),
-            traceback=data.get("traceback"),
+            error=_text(data.get("error")),
+            traceback=_text(data.get("traceback")),
             instance_id=str(data.get("instance_id") or ""),
             args=list(args) if isinstance(args, list) else None,
             kwargs=dict(kwargs) if isinstance(kwargs, dict) else None,
-            retry_of=data.get("retry_of"),
-            idempotency_key=data.get("idempotency_key"),
+            retry_of=_text(data.get("retry_of")),
+            idempotency_key=_text(data.get("idempotency_key")),
             rerunnable=bool(data.get("rerunnable")),
+            sealed_args=_text(data.get("sealed_args")),
+            late_of=_text(data.get("late_of")),
         )

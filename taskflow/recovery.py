@@ -11,12 +11,13 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from taskflow.arguments import keep_arguments
 from taskflow.backends.base import BackendError
 from taskflow.cluster import QUEUE_OWNER
 from taskflow.events import EventKind
-from taskflow.models import TaskRecord, TaskStatus, exact_arguments, safe_arguments, utcnow
+from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.registry import TaskDefinition
-from taskflow.store import CallSpec
+from taskflow.store import CallSpec, approximate_size
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -81,24 +82,29 @@ def park_pending(manager: TaskManager, record: TaskRecord) -> bool:
     return True
 
 
-def store_arguments(
+def call_of(
     manager: TaskManager,
     record: TaskRecord,
     definition: TaskDefinition,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-) -> None:
-    # Arguments are stored only when shown (display_func_args) or needed to run the task
-    # again elsewhere (requeue), and only marked rerunnable when stored exactly.
-    requeue = definition.requeue_on_interrupt or manager.requeue_pending
-    if not (manager.display_func_args or requeue):
-        return
-    record.args, record.kwargs = safe_arguments(args, kwargs)
-    record.rerunnable = (
-        requeue
-        and exact_arguments(args, kwargs)
-        and (record.args == list(args) and record.kwargs == kwargs)
+) -> CallSpec:
+    """Keep on ``record`` what it stores of its arguments (see :mod:`taskflow.arguments`), and
+    return the call to run, which also says whether it stays in memory once the task finished.
+    """
+    kept = keep_arguments(
+        args, kwargs, max_bytes=manager.max_args_bytes, display=manager.display_func_args
     )
+    record.args, record.kwargs, record.rerunnable = kept.args, kept.kwargs, kept.exact
+    if kept.exact:
+        # The record's stored arguments run it again anywhere once its function is known by
+        # name; an ad-hoc function is known here only, by the call.
+        size = kept.size
+        keep = manager.registry.by_name(definition.name) is not definition
+    else:
+        size = approximate_size(args, kwargs)
+        keep = size <= manager.max_args_bytes
+    return CallSpec(definition.func, args, kwargs, size, keep)
 
 
 async def claim_key(manager: TaskManager, record: TaskRecord) -> bool:

@@ -23,7 +23,13 @@ T = TypeVar("T")
 #: How often the maintenance loop wakes up (seconds).
 TICK_SECONDS = 0.5
 #: How often a healthy backend is pinged for readiness (seconds).
-PING_EVERY = 5.0
+PING_EVERY = 2.0
+#: Longest a ping may take before the backend counts as unreachable (seconds): a hung server
+#: (SIGSTOP, a cut connection) answers nothing, and its client's own timeouts and retries add
+#: up to ~20 s.
+PING_TIMEOUT = 2.0
+#: Longest a write may stay unanswered before readiness turns false (seconds).
+STALL_SECONDS = 3.0
 #: How often retention runs when it is configured (seconds).
 PRUNE_EVERY = 60.0
 #: First and largest wait between failed flush attempts (seconds).
@@ -32,6 +38,8 @@ RETRY_FIRST, RETRY_MAX = 0.1, 5.0
 FINAL_FLUSH_SECONDS = 5.0
 #: Longest a change of a live record waits before it is written (seconds).
 LIVE_WRITE_DELAY = 0.2
+#: Longest opening the backend and reading its recent history may take at startup (seconds).
+CONNECT_TIMEOUT = 5.0
 #: How long a synchronous ``query()`` waits for the server's event loop (seconds).
 SYNC_QUERY_TIMEOUT = 30.0
 
@@ -64,7 +72,16 @@ class SnapshotScheduler:
         self.retention_days = retention_days
         self.max_history = max_history
         self.persist_live = persist_live and backend is not None
-        self.backend_ok = backend is None
+        #: The backend is open and restored, answered its last ping, and its last write worked.
+        self.connected = backend is None
+        self.reachable = backend is None
+        self.writes_ok = True
+        self.stalled = False
+        #: Why the backend is not ready (the last error), for /readyz and the metrics.
+        self.last_error: str | None = None
+        #: Records that could not be encoded even with their values made safe: never written,
+        #: still served from this instance's memory.
+        self.quarantined = 0
         self.flush_failures = 0
         self.flushed_total = 0
         #: Successful backend writes; flushed records per write is the group commit's batch size.
@@ -78,14 +95,17 @@ class SnapshotScheduler:
         self._live_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self._barrier = WriteBarrier()
+        self._write_started: float | None = None
+        self._failing_since: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the backend, restore recent history and start the flush and maintenance loops.
 
-        An unreachable backend is logged and retried in the background; the instance keeps
-        serving and holds finished records in memory until the backend answers.
+        A backend that cannot be opened (unreachable, a bad file) is logged and opened again in
+        the background until it opens; the instance keeps serving and holds finished records in
+        memory (bounded) until then.
         """
         self._loop = asyncio.get_running_loop()
         if self.backend is None:
@@ -94,6 +114,7 @@ class SnapshotScheduler:
         self._write_lock = asyncio.Lock()
         self._barrier = WriteBarrier()
         self._closing = False
+        self.connected = False
         self.store.track_unflushed = True
         self._unsubscribe = self.bus.subscribe(self._on_event)
         await self._connect()
@@ -120,7 +141,9 @@ class SnapshotScheduler:
         deadline = time.monotonic() + FINAL_FLUSH_SECONDS
         delay = RETRY_FIRST
         while time.monotonic() < deadline:
-            if await self.flush():
+            if not self.connected:
+                await self._connect()
+            if self.connected and await self._flush_guarded():
                 break
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
@@ -137,8 +160,11 @@ class SnapshotScheduler:
 
     @property
     def ready(self) -> bool:
-        """True when there is no backend or the backend answered the last time it was asked."""
-        return self.backend_ok
+        """True when there is no backend, or it is open, answers pings within
+        :data:`PING_TIMEOUT`, its last write succeeded and no write has hung for
+        :data:`STALL_SECONDS`. Only a successful write clears a failed one: a store that
+        answers reads but refuses writes (a full disk) is not ready."""
+        return self.connected and self.reachable and self.writes_ok and not self.stalled
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -171,7 +197,7 @@ class SnapshotScheduler:
         this call has succeeded, False after ``timeout``. What a held response awaits, so an
         accepted task is in the backend before its id leaves. None when the backend is not
         ready (nothing to wait for)."""
-        if self.backend is None or not self.backend_ok:
+        if self.backend is None or not self.ready:
             return None
         self._wake.set()
         return self._barrier.ticket(timeout)
@@ -180,11 +206,14 @@ class SnapshotScheduler:
         """Write every unflushed finished record and changed live record in one batch.
 
         True when everything is written. Records stay unflushed when the write fails, so
-        calling again later loses nothing.
+        calling again later loses nothing. A record that cannot be encoded at all is
+        quarantined (logged, counted, kept in memory) and the rest of its batch written.
         """
         if self.backend is None:
             return True
         async with self._write_lock:
+            if not self.connected:
+                return False
             finished = self.store.unflushed()
             live = self.store.take_live_dirty() if self.persist_live else []
             taken = self._barrier.take()
@@ -192,29 +221,82 @@ class SnapshotScheduler:
                 self._barrier.done(taken)
                 return True
             started = time.perf_counter()
+            self._write_started = time.monotonic()
             try:
-                await self.backend.save(finished + live)
-            except (BackendError, OSError) as exc:
+                await self._save_isolating(finished + live)
+            except Exception as exc:  # never ends the flush loop: logged, counted, retried
                 self.store.give_back_live_dirty(live)
-                self.flush_failures += 1
-                if self.backend_ok:
-                    logger.warning(
-                        "taskflow flush of %d records to %s failed: %s; will retry",
-                        len(finished) + len(live),
-                        self.backend.describe(),
-                        exc,
-                    )
-                self.backend_ok = False
+                self._write_failed(exc, len(finished) + len(live))
                 return False
+            finally:
+                self._write_started = None
+                self.stalled = False
             self.last_flush_seconds = time.perf_counter() - started
             self.flushed_total += len(finished)
             self.writes_total += 1
             self.store.mark_flushed(finished)
-            if not self.backend_ok:
-                logger.info("taskflow backend %s is reachable again", self.backend.describe())
-            self.backend_ok = True
+            self._write_worked()
             self._barrier.done(taken)
             return True
+
+    async def _save_isolating(self, records: list[TaskRecord]) -> None:
+        """Save ``records``; a record that cannot be encoded (even with its values made safe:
+        an encoding error, not a backend error) is found by halving the batch and quarantined,
+        and every other record is saved."""
+        assert self.backend is not None
+        try:
+            await self.backend.save(records)
+        except (BackendError, OSError):
+            raise
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            if len(records) == 1:
+                self._quarantine(records[0], exc)
+                return
+            half = len(records) // 2
+            await self._save_isolating(records[:half])
+            await self._save_isolating(records[half:])
+
+    def _quarantine(self, record: TaskRecord, exc: BaseException) -> None:
+        self.quarantined += 1
+        logger.error(
+            "taskflow cannot store task %r (%r): %s: %s; it is kept in this instance's memory "
+            "only (quarantined)",
+            record.task_id,
+            record.func_name,
+            type(exc).__name__,
+            exc,
+        )
+        self.store.quarantine(record)
+
+    def _write_failed(self, exc: BaseException, count: int) -> None:
+        assert self.backend is not None
+        self.flush_failures += 1
+        self.last_error = f"write failed: {type(exc).__name__}: {exc}"
+        if self.writes_ok:  # once per outage, not at every retry
+            expected = isinstance(exc, (BackendError, OSError))
+            logger.warning(
+                "taskflow flush of %d records to %s failed: %s; will retry",
+                count,
+                self.backend.describe(),
+                self.last_error,
+                exc_info=None if expected else exc,
+            )
+        self.writes_ok = False
+
+    def _write_worked(self) -> None:
+        assert self.backend is not None
+        if not self.ready:
+            logger.info("taskflow backend %s is writable again", self.backend.describe())
+        self.writes_ok = self.reachable = True
+        self.last_error = None
+
+    async def _flush_guarded(self) -> bool:
+        try:
+            return await self.flush()
+        except Exception:  # flush() handles write errors; this is a bug: keep the loop alive
+            logger.exception("taskflow flush failed unexpectedly; will retry")
+            self.flush_failures += 1
+            return False
 
     async def _flush_loop(self) -> None:
         # Group commit: everything that finished while a write was in flight goes into the next
@@ -228,7 +310,7 @@ class SnapshotScheduler:
             self._wake.clear()
             if self._closing:  # stop() sets it, then wakes us: the final flush is its job
                 return
-            if await self.flush():
+            if await self._flush_guarded():
                 delay = RETRY_FIRST
                 continue
             await asyncio.sleep(delay)
@@ -241,46 +323,77 @@ class SnapshotScheduler:
         while not self._closing:
             await asyncio.sleep(TICK_SECONDS)
             now = time.monotonic()
+            self._check_stall(now)
             if now - last_flush >= self.interval:
                 last_flush = now
                 self._wake.set()  # the safety net: write whatever an earlier write could not
-            if now - last_ping >= (PING_EVERY if self.backend_ok else TICK_SECONDS * 2):
+            if now - last_ping >= (PING_EVERY if self.ready else TICK_SECONDS * 2):
                 last_ping = now
                 await self._check_backend()
-            if self._retention_on and self.backend_ok and now - last_prune >= PRUNE_EVERY:
+            if self._retention_on and self.ready and now - last_prune >= PRUNE_EVERY:
                 last_prune = now
                 await self.apply_retention()
+
+    def _check_stall(self, now: float) -> None:
+        started = self._write_started
+        if started is not None and now - started >= STALL_SECONDS and not self.stalled:
+            assert self.backend is not None
+            self.stalled = True
+            self.last_error = f"a write has not been answered for {now - started:.1f}s"
+            logger.warning(
+                "taskflow backend %s: %s; not ready until it answers",
+                self.backend.describe(),
+                self.last_error,
+            )
 
     async def _connect(self) -> None:
         assert self.backend is not None
         try:
-            await self.backend.open()
-            restored = await self.backend.load_recent(self.restore_limit)
-        except (BackendError, OSError) as exc:
-            self.backend_ok = False
-            logger.error(
-                "taskflow backend %s is unreachable at startup: %s; serving from memory "
-                "and retrying",
-                self.backend.describe(),
-                exc,
-            )
+            await asyncio.wait_for(self._open_and_restore(), CONNECT_TIMEOUT)
+        except Exception as exc:  # whatever opening raises, the instance serves from memory
+            self.reachable = False
+            error = f"cannot open: {type(exc).__name__}: {exc}"
+            if error != self.last_error:  # once per kind of failure, not every retry
+                logger.error(
+                    "taskflow backend %s: %s; serving from memory and retrying",
+                    self.backend.describe(),
+                    error,
+                )
+            self.last_error = error
             return
+        self.connected = self.reachable = True
+        self.last_error = None if self.writes_ok else self.last_error
+        self._wake.set()  # whatever waited for the backend goes now
+
+    async def _open_and_restore(self) -> None:
+        assert self.backend is not None
+        await self.backend.open()
+        restored = await self.backend.load_recent(self.restore_limit)
         self.store.restore(restored)
-        self.backend_ok = True
         logger.info(
             "taskflow restored %d recent records from %s", len(restored), self.backend.describe()
         )
 
     async def _check_backend(self) -> None:
         assert self.backend is not None
-        try:
-            await self.backend.ping()
-        except (BackendError, OSError):
-            self.backend_ok = False
+        if not self.connected:
+            await self._connect()
             return
-        if not self.backend_ok:
-            self._wake.set()
-            self.backend_ok = True
+        try:
+            await asyncio.wait_for(self.backend.ping(), PING_TIMEOUT)
+        except Exception as exc:
+            if self.reachable:
+                logger.warning(
+                    "taskflow backend %s does not answer: %s", self.backend.describe(), exc
+                )
+            self.reachable = False
+            self.last_error = f"ping failed: {type(exc).__name__}: {exc}"
+            return
+        if not self.reachable:
+            self.reachable = True
+            self.last_error = None if self.writes_ok else self.last_error
+        if not self.writes_ok:
+            self._wake.set()  # only a write that works makes the backend ready again
 
     @property
     def _retention_on(self) -> bool:
@@ -295,7 +408,7 @@ class SnapshotScheduler:
             older_than = utcnow() - timedelta(days=self.retention_days)
         try:
             removed = await self.backend.prune(older_than=older_than, keep=self.max_history)
-        except (BackendError, OSError) as exc:
+        except Exception as exc:  # retention is upkeep: it must never end the maintenance loop
             logger.warning("taskflow retention on %s failed: %s", self.backend.describe(), exc)
             return 0
         if removed:
@@ -315,25 +428,27 @@ class SnapshotScheduler:
     async def aquery(self, query: TaskQuery) -> Page:
         """This instance's records merged with the backend's history, newest first."""
         local = page_of(self.store, query)
-        if self.backend is None:
+        if self.backend is None or not self.connected:
             return local
         try:
             stored = await self.backend.query(query)
         except (BackendError, OSError) as exc:
-            self.backend_ok = False
+            # Readiness is the pings' and the writes' to say: a read failing alone (and a
+            # query no backend could serve) must not take the instance out of rotation.
             logger.warning("taskflow history read from %s failed: %s", self.backend.describe(), exc)
             return local
         return merge_pages([local, stored], query.limit)
 
     async def aget(self, task_id: str) -> TaskRecord | None:
-        """The record with this id from memory or, failing that, from the backend."""
+        """The record with this id from memory or, failing that, from the backend; raises
+        :class:`~taskflow.backends.codec.UnreadableRecord` for one stored but unreadable."""
         record = self.store.get(task_id)
-        if record is not None or self.backend is None:
+        if record is not None or self.backend is None or not self.connected:
             return record
         try:
             return await self.backend.get(task_id)
-        except (BackendError, OSError):
-            self.backend_ok = False
+        except (BackendError, OSError) as exc:
+            logger.warning("taskflow read of %s failed: %s", task_id, exc)
             return None
 
     def query(
@@ -377,7 +492,7 @@ class SnapshotScheduler:
             coro.close()
             raise RuntimeError(
                 "query() is the synchronous form and would block the event loop; "
-                "in async code use: await task_manager._scheduler.aquery(TaskQuery.build(...))"
+                "in async code use: await task_manager.aquery(...)"
             )
         if self._loop is not None and self._loop.is_running():
             future = asyncio.run_coroutine_threadsafe(coro, self._loop)

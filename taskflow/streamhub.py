@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from taskflow import metrics
+from taskflow.api import present
 from taskflow.events import EventKind
 from taskflow.models import TaskRecord, utcnow
 from taskflow.query import TaskQuery
@@ -170,8 +171,7 @@ class StreamHub:
             client.offer(message)
 
     def _show(self, record: TaskRecord) -> dict[str, Any]:
-        data: dict[str, Any] = record.to_dict(include_args=self.manager.display_func_args)
-        return data
+        return present(self.manager, record)
 
     def _remember(self, record: TaskRecord) -> bool:
         """Note the status sent for this id; False when exactly that was already sent."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI
@@ -11,6 +12,7 @@ from taskflow import TaskAdmin, TaskManager
 from tests.helpers import wait_finished, wait_until_idle
 
 calls: list[tuple[str, object]] = []
+failed_once: set[str] = set()
 
 
 @pytest.fixture
@@ -31,11 +33,22 @@ async def api(make_client):
     async def slow() -> None:
         await asyncio.sleep(5)
 
-    funcs = {"send_email": send_email, "charge": charge, "slow": slow}
+    @manager.task()
+    async def fail_then_hang(token: str) -> None:
+        if token not in failed_once:
+            failed_once.add(token)
+            raise RuntimeError("first run fails")
+        await asyncio.sleep(5)
+
+    funcs = {"send_email": send_email, "charge": charge, "slow": slow, "hang": fail_then_hang}
 
     @app.post("/enqueue/{name}")
-    def enqueue(name: str, background_tasks: BackgroundTasks, arg: str | None = None) -> dict:
-        args = () if arg is None else ((int(arg),) if name == "charge" else (arg,))
+    def enqueue(
+        name: str, background_tasks: BackgroundTasks, arg: str | None = None, exact: bool = True
+    ) -> dict:
+        args: tuple[object, ...] = () if arg is None else (arg,)
+        if name == "charge" and arg is not None:
+            args = (int(arg),) if exact else (Decimal(arg),)  # a Decimal is not plain JSON
         return {"task_id": background_tasks.add_task(funcs[name], *args)}
 
     TaskAdmin(app, manager, display_func_args=False)
@@ -43,8 +56,8 @@ async def api(make_client):
         yield manager, client
 
 
-async def enqueue(client, name: str, arg: object = None) -> str:
-    params = {} if arg is None else {"arg": str(arg)}
+async def enqueue(client, name: str, arg: object = None, exact: bool = True) -> str:
+    params = {} if arg is None else {"arg": str(arg), "exact": exact}
     response = await client.post(f"/enqueue/{name}", params=params)
     assert response.status_code == 200
     return response.json()["task_id"]
@@ -147,14 +160,56 @@ async def test_retry_is_409_for_tasks_that_did_not_fail(api):
         assert f"is {state}" in response.json()["detail"]
 
 
+async def test_retry_runs_from_the_stored_exact_arguments_once_memory_let_them_go(api):
+    manager, client = api
+    failed_id = await enqueue(client, "charge", 7)
+    await wait_finished(manager, failed_id)
+    assert manager.store.call_of(failed_id) is None  # the record's own arguments suffice
+    shown = (await client.get(f"/tasks/{failed_id}")).json()
+    assert shown["rerunnable"] is True and shown["retryable"] is True
+    assert "args" not in shown  # stored to run again, but shown only with display_func_args
+    calls.clear()
+    response = await client.post(f"/tasks/{failed_id}/retry")
+    assert response.status_code == 202
+    await wait_finished(manager, response.json()["task_id"])
+    assert calls == [("charge", 7), ("charge", 7)]
+    assert type(calls[0][1]) is int
+
+
+async def test_a_second_retry_request_returns_the_first_retry_instead_of_starting_another(api):
+    manager, client = api
+    failed_id = await enqueue(client, "hang", "double-click")
+    await wait_finished(manager, failed_id)
+    first = await client.post(f"/tasks/{failed_id}/retry")  # its retry hangs: still running
+    second = await client.post(f"/tasks/{failed_id}/retry")  # a double click
+    assert first.status_code == second.status_code == 202
+    assert first.json()["task_id"] == second.json()["task_id"]
+    assert len([r for r in manager.store if r.retry_of == failed_id]) == 1
+
+
+async def test_retry_of_a_retry_that_failed_is_refused_with_the_way_on(api):
+    manager, client = api
+    failed_id = await enqueue(client, "charge", 3)
+    await wait_finished(manager, failed_id)
+    retry_id = (await client.post(f"/tasks/{failed_id}/retry")).json()["task_id"]
+    await wait_finished(manager, retry_id)
+    again = await client.post(f"/tasks/{failed_id}/retry")
+    assert again.status_code == 409
+    assert f"retried already as {retry_id}" in again.json()["detail"]
+    assert (await client.post(f"/tasks/{retry_id}/retry")).status_code == 202
+
+
 async def test_retry_is_409_when_the_arguments_are_no_longer_known(api):
     manager, client = api
-    failed_id = await enqueue(client, "charge", 1)
+    failed_id = await enqueue(client, "charge", 1, exact=False)
     await wait_finished(manager, failed_id)
+    assert (await client.get(f"/tasks/{failed_id}")).json()["retryable"] is True  # in memory
     manager.store._calls.clear()  # as after the record left memory and came back from history
+    shown = (await client.get(f"/tasks/{failed_id}")).json()
+    assert shown["rerunnable"] is False and shown["retryable"] is False
     response = await client.post(f"/tasks/{failed_id}/retry")
     assert response.status_code == 409
-    assert "no longer known" in response.json()["detail"]
+    assert "not stored exactly" in response.json()["detail"]
 
 
 async def test_metrics_count_by_status_and_function_with_percentiles(api):

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from taskflow.backends.codec import RecordCodec
 from taskflow.models import TaskRecord
 from taskflow.query import Page, TaskQuery
 
@@ -44,6 +45,9 @@ class SnapshotBackend(ABC):
 
     #: Short name shown in logs and metrics ("sqlite", "redis").
     kind: str = "backend"
+    #: Encodes every record written and decodes every record read (see :mod:`codec`); the
+    #: manager replaces it to encrypt stored arguments. Set it before :meth:`open`.
+    codec: RecordCodec
 
     async def open(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Connect and prepare storage (schema, indexes). Idempotent."""
@@ -65,7 +69,7 @@ class SnapshotBackend(ABC):
 
     @abstractmethod
     async def save(self, records: Sequence[TaskRecord]) -> None:
-        """Upsert ``records`` by task id.
+        """Upsert ``records`` by task id, encoded with :attr:`codec`.
 
         Each record is stored together with all its index entries atomically; when it raises,
         some records of the batch may be stored and others not, and saving the batch again is
@@ -75,11 +79,15 @@ class SnapshotBackend(ABC):
 
     @abstractmethod
     async def get(self, task_id: str) -> TaskRecord | None:
-        """The stored record with this id, or ``None``."""
+        """The stored record with this id, or ``None``; raises
+        :class:`~taskflow.backends.codec.UnreadableRecord` when one is stored but cannot be
+        decoded."""
 
     @abstractmethod
     async def query(self, query: TaskQuery) -> Page:
         """Records matching ``query``, newest sort time first (ties by task id, descending).
+        Records that cannot be decoded are skipped (and counted by :attr:`codec`); the page
+        still holds ``limit`` records when that many readable ones match.
 
         Pages are stable: following ``next_cursor`` never repeats or skips a record that was
         stored before the first page was read.

@@ -1,49 +1,135 @@
-"""How backends store a record as text, and read it back without trusting what is stored."""
+"""How backends store a record as JSON text, and read it back without trusting what is stored.
+
+Writing never fails because of a value: a record orjson refuses (a lone surrogate in an error
+message, an integer beyond 64 bits) is stored as a copy with those values made safe (see
+:mod:`taskflow.storable`). Reading never fails because of a row: one that cannot be decoded is
+skipped and counted, so it never fails a listing or a startup.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import orjson
 
+from taskflow.backends.cipher import ArgumentCipher
 from taskflow.models import TERMINAL_STATUSES, TaskRecord
+from taskflow.storable import safe_text, storable
 
 #: Status values that never change again, as stored (the upsert rules of every backend use them).
 TERMINAL_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in TERMINAL_STATUSES))
+#: Task ids remembered per codec so that each odd record is logged once, not at every read.
+LOGGED_IDS = 1_000
+
+logger = logging.getLogger("taskflow.backends.codec")
 
 
-def encode_record(record: TaskRecord) -> str:
-    """The JSON text stored for ``record``: its fields, times in ISO 8601 with offset.
+class UnreadableRecord(Exception):
+    """A record is stored under this id but cannot be decoded (hand-edited, corrupt)."""
 
-    orjson serialises the dataclass directly, about three times faster than building
-    ``to_dict()`` and dumping it, which is most of a large flush's CPU time.
-    """
-    return orjson.dumps(record).decode()
-
-
-def encode_record_bytes(record: TaskRecord) -> bytes:
-    """:func:`encode_record` as UTF-8 bytes, for clients that send bytes as they are."""
-    return orjson.dumps(record)
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(f"task {task_id} is stored, but its record cannot be read ({reason})")
+        self.task_id = task_id
+        self.reason = reason
 
 
-def decode_record(text: Any, task_id: str, logger: logging.Logger) -> TaskRecord | None:
-    """The record stored as ``text`` under ``task_id``, or ``None`` (with a warning) if malformed.
-
-    One bad row or hash (hand-edited, written by a buggy version) must not make a whole
-    listing fail, so this never raises.
-    """
-    try:
-        data = orjson.loads(text)
-        if not isinstance(data, dict):
-            raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-        record = TaskRecord.from_dict(data)
-    except (ValueError, KeyError, TypeError) as exc:  # orjson.JSONDecodeError is a ValueError
-        logger.warning(
-            "skipping stored task %s: malformed data (%s: %s)", task_id, type(exc).__name__, exc
+def safe_record(record: TaskRecord) -> TaskRecord:
+    """A copy of ``record`` that orjson encodes: every text valid UTF-8, every value JSON."""
+    texts: dict[str, Any] = {
+        name: safe_text(value)
+        for name in (
+            "task_id",
+            "func_name",
+            "error",
+            "traceback",
+            "instance_id",
+            "retry_of",
+            "idempotency_key",
+            "sealed_args",
+            "late_of",
         )
-        return None
-    if record.task_id != task_id:
-        logger.warning("skipping stored task %s: its data names task %s", task_id, record.task_id)
-        return None
-    return record
+        if isinstance(value := getattr(record, name), str)
+    }
+    args = storable(record.args) if record.args is not None else None
+    kwargs = storable(record.kwargs) if record.kwargs is not None else None
+    return dataclasses.replace(record, **texts, args=args, kwargs=kwargs)
+
+
+class RecordCodec:
+    """Encodes records for a backend and decodes what it reads; counts what needed care.
+
+    ``cipher`` (optional) stores the arguments encrypted (see :mod:`taskflow.backends.cipher`).
+    """
+
+    def __init__(self, cipher: ArgumentCipher | None = None) -> None:
+        self.cipher = cipher
+        #: Records stored with values made safe since start.
+        self.made_safe = 0
+        #: Stored records skipped at reading because they could not be decoded.
+        self.unreadable = 0
+        self._logged: OrderedDict[str, None] = OrderedDict()
+
+    def encode(self, record: TaskRecord) -> tuple[TaskRecord, bytes]:
+        """The record to take column values from (``record`` itself, or a safe copy) and the
+        JSON stored for it. orjson serialises the dataclass directly, about three times faster
+        than building ``to_dict()`` and dumping it, which is most of a large flush's CPU time.
+        """
+        if self.cipher is not None and (record.args is not None or record.kwargs is not None):
+            sealed = self.cipher.seal(storable(record.args), storable(record.kwargs))
+            record = dataclasses.replace(record, args=None, kwargs=None, sealed_args=sealed)
+        try:
+            return record, orjson.dumps(record)
+        except orjson.JSONEncodeError as exc:
+            safe = safe_record(record)
+            encoded = orjson.dumps(safe)  # a failure here is a bug: the flusher quarantines it
+            self.made_safe += 1
+            if self._first_time(record.task_id):
+                logger.warning(
+                    "task %s (%s) is stored with values made safe: %s",
+                    safe.task_id,
+                    safe.func_name,
+                    exc,
+                )
+            return safe, encoded
+
+    def decode(self, data: Any, task_id: str) -> TaskRecord | None:
+        """The record stored as ``data`` under ``task_id``, or ``None`` (logged once, counted)
+        when it cannot be decoded. Never raises: one bad row must not fail a whole listing."""
+        try:
+            return self.decode_or_raise(data, task_id)
+        except UnreadableRecord as exc:
+            self.unreadable += 1
+            if self._first_time(task_id):
+                logger.warning("skipping stored task %s: %s", safe_text(task_id), exc.reason)
+            return None
+
+    def decode_or_raise(self, data: Any, task_id: str) -> TaskRecord:
+        """As :meth:`decode`, but raises :class:`UnreadableRecord` (for one-record lookups)."""
+        try:
+            fields = orjson.loads(data)
+            if not isinstance(fields, dict):
+                raise TypeError(f"expected a JSON object, got {type(fields).__name__}")
+            record = TaskRecord.from_dict(fields)
+        except Exception as exc:  # untrusted data: whatever it makes the parser raise
+            reason = safe_text(f"malformed data ({type(exc).__name__}: {exc})")
+            raise UnreadableRecord(safe_text(task_id), reason) from None
+        if record.task_id != task_id:
+            reason = f"its data names task {safe_text(record.task_id)}"
+            raise UnreadableRecord(safe_text(task_id), reason)
+        if record.sealed_args is not None and self.cipher is not None:
+            opened = self.cipher.open(record.sealed_args)
+            if opened is not None:
+                record.args, record.kwargs = opened
+                record.sealed_args = None
+        return record
+
+    def _first_time(self, task_id: str) -> bool:
+        if task_id in self._logged:
+            return False
+        self._logged[task_id] = None
+        if len(self._logged) > LOGGED_IDS:
+            self._logged.popitem(last=False)
+        return True

@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from taskflow.backends import redis_scripts
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
-from taskflow.backends.codec import decode_record, encode_record_bytes
+from taskflow.backends.codec import RecordCodec
 from taskflow.backends.redis_keys import DEFAULT_PREFIX, RedisKeys
 from taskflow.backends.redis_pack import with_hiredis_packing
 from taskflow.backends.redis_stream import call_streamed
@@ -76,6 +76,7 @@ class RedisBackend(SnapshotBackend):
         self.health_check_interval = health_check_interval
         self.pool_timeout = pool_timeout
         self.retries = retries
+        self.codec = RecordCodec()
         self._client: Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._layout_checked = False
@@ -90,7 +91,7 @@ class RedisBackend(SnapshotBackend):
         return f"{mask_url(self.url)} prefix={self.keys.prefix}"
 
     def clone(self) -> RedisBackend:
-        return RedisBackend(
+        clone = RedisBackend(
             self.url,
             prefix=self.keys.prefix,
             max_connections=self.max_connections,
@@ -100,6 +101,8 @@ class RedisBackend(SnapshotBackend):
             pool_timeout=self.pool_timeout,
             retries=self.retries,
         )
+        clone.codec = RecordCodec(self.codec.cipher)
+        return clone
 
     async def open(self) -> None:
         """Build the connection pool and register the scripts (no round trip yet)."""
@@ -115,6 +118,9 @@ class RedisBackend(SnapshotBackend):
             retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), self.retries),
             retry_on_error=[ConnectionError, TimeoutError],
             decode_responses=True,
+            # A value that is not UTF-8 (written by another program) must not make every read
+            # that meets it fail, startup included: it is read with U+FFFD in its place.
+            encoding_errors="replace",
         )
         pool.connection_class = with_hiredis_packing(pool.connection_class)
         client = Redis(connection_pool=pool)
@@ -188,15 +194,10 @@ class RedisBackend(SnapshotBackend):
 
     def _save_args(self, records: Sequence[TaskRecord], mode: str = "") -> list[Any]:
         args: list[Any] = [*self.keys.script_prefixes, mode]
-        for r in records:
-            args += (
-                r.task_id,
-                r.status.value,
-                r.func_name,
-                sort_ts(r),
-                r.instance_id,
-                encode_record_bytes(r),
-            )
+        encode = self.codec.encode
+        for record in records:
+            r, data = encode(record)  # values orjson refuses are made safe: hiredis's too
+            args += (r.task_id, r.status.value, r.func_name, sort_ts(r), r.instance_id, data)
         return args
 
     # -- the cluster (see SnapshotBackend) --------------------------------------------------
@@ -241,19 +242,20 @@ class RedisBackend(SnapshotBackend):
         keys = [self.keys.live(owner), self.keys.live(new_owner), self.keys.owners]
         args = [self.keys.task(""), owner, new_owner, "" if limit is None else limit]
         flat = await self._script("claim", "CLAIM_LIVE", keys, args)
-        claimed = (decode_record(d, i, logger) for i, d in zip(flat[0::2], flat[1::2], strict=True))
+        decode = self.codec.decode
+        claimed = (decode(d, i) for i, d in zip(flat[0::2], flat[1::2], strict=True))
         return [record for record in claimed if record is not None]
 
     async def claim_new(self, record: TaskRecord) -> TaskRecord | None:
         result = await self._save_chunk([record], mode="claim")
         if isinstance(result, list) and result and result[0] == "exists":
-            return decode_record(result[1], record.task_id, logger)
+            return self.codec.decode(result[1], record.task_id)
         return None
 
     async def get(self, task_id: str) -> TaskRecord | None:
         with self._errors("get"):
             data = await self._require().hget(self.keys.task(task_id), "data")
-        return None if data is None else decode_record(data, task_id, logger)
+        return None if data is None else self.codec.decode_or_raise(data, task_id)
 
     async def query(self, query: TaskQuery) -> Page:
         indexes = self.keys.indexes(query.status, query.func_name)
@@ -326,7 +328,7 @@ class RedisBackend(SnapshotBackend):
                 if data is None:
                     logger.warning("skipping task %s: indexed but not stored", task_id)
                     continue
-                record = decode_record(data, task_id, logger)
+                record = self.codec.decode(data, task_id)
                 if record is not None:
                     records.append(record)
             if len(flat) < 3 * batch:

@@ -20,7 +20,7 @@ import aiosqlite
 
 from taskflow.backends import sqlite_cluster as cluster
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
-from taskflow.backends.codec import decode_record
+from taskflow.backends.codec import RecordCodec
 from taskflow.backends.sqlite_schema import check_identity, not_taskflow, prepare_schema
 from taskflow.backends.sqlite_sql import (
     COUNT_BY_FUNC,
@@ -29,6 +29,7 @@ from taskflow.backends.sqlite_sql import (
     PRUNE_OLDER,
     UPSERT,
     epoch,
+    read_row,
     select_sql,
     task_row,
 )
@@ -92,6 +93,7 @@ class SqliteBackend(SnapshotBackend):
         self.journal_size_limit = journal_size_limit
         self.checkpoint_size = checkpoint_size
         self.checkpoint_interval = checkpoint_interval
+        self.codec = RecordCodec()
         self._conn: aiosqlite.Connection | None = None
         self._lock: asyncio.Lock | None = None
         self._checkpointer: Checkpointer | None = None
@@ -119,13 +121,15 @@ class SqliteBackend(SnapshotBackend):
         return f"sqlite:{self.path}"
 
     def clone(self) -> SqliteBackend:
-        return SqliteBackend(
+        clone = SqliteBackend(
             self.path,
             busy_timeout=self.busy_timeout,
             journal_size_limit=self.journal_size_limit,
             checkpoint_size=self.checkpoint_size,
             checkpoint_interval=self.checkpoint_interval,
         )
+        clone.codec = RecordCodec(self.codec.cipher)
+        return clone
 
     async def open(self) -> None:
         """Open the file in WAL mode and create or migrate the schema (race-free across processes).
@@ -183,7 +187,7 @@ class SqliteBackend(SnapshotBackend):
             return
         # Encoded here, on the event loop, where records change: each row is one consistent
         # version. The transaction then runs whole on the connection's thread (one hop).
-        rows = [task_row(record) for record in records]
+        rows = [task_row(self.codec, record) for record in records]
 
         def upsert(conn: sqlite3.Connection) -> None:
             conn.executemany(UPSERT, rows)
@@ -191,10 +195,9 @@ class SqliteBackend(SnapshotBackend):
         await self._write_in_thread("save", upsert)
 
     async def get(self, task_id: str) -> TaskRecord | None:
-        rows = await self._run(
-            "get", fetchall("SELECT data FROM tasks WHERE task_id = ?", (task_id,))
-        )
-        return decode_record(rows[0][0], task_id, logger) if rows else None
+        sql = "SELECT CAST(data AS BLOB) FROM tasks WHERE task_id = ?"
+        rows = await self._run("get", fetchall(sql, (task_id,)))
+        return self.codec.decode_or_raise(rows[0][0], task_id) if rows else None
 
     async def query(self, query: TaskQuery) -> Page:
         return make_page(await self._select(query, query.limit + 1), query.limit)
@@ -255,11 +258,15 @@ class SqliteBackend(SnapshotBackend):
         self, owner: str, new_owner: str, limit: int | None = None
     ) -> list[TaskRecord]:
         return await self._run(
-            "claim", lambda c: cluster.claim_live(c, owner, new_owner, limit), write=True
+            "claim",
+            lambda c: cluster.claim_live(c, self.codec, owner, new_owner, limit),
+            write=True,
         )
 
     async def claim_new(self, record: TaskRecord) -> TaskRecord | None:
-        return await self._run("claim new", lambda c: cluster.claim_new(c, record), write=True)
+        return await self._run(
+            "claim new", lambda c: cluster.claim_new(c, self.codec, record), write=True
+        )
 
     async def pragmas(self) -> dict[str, Any]:
         """This connection's effective settings (journal mode, busy timeout...), for diagnostics."""
@@ -289,13 +296,13 @@ class SqliteBackend(SnapshotBackend):
             sql, params = select_sql(query, after)
             batch = want - len(records)
             rows = await self._run("query", fetchall(sql, (*params, batch)))
-            for task_id, _, data in rows:
-                record = decode_record(data, task_id, logger)
+            for task_id, data, _ in rows:
+                record = read_row(self.codec, task_id, data)
                 if record is not None:
                     records.append(record)
             if len(rows) < batch:
                 break
-            after = (rows[-1][1], rows[-1][0])
+            after = (rows[-1][2], rows[-1][0].decode("utf-8", "replace"))
         return records
 
     async def _configure(self, conn: aiosqlite.Connection) -> None:

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 import aiosqlite
 
 from taskflow.backends.base import InstanceInfo
-from taskflow.backends.codec import decode_record
-from taskflow.backends.sqlite_sql import TASK_INSERT, epoch, task_row
+from taskflow.backends.codec import RecordCodec
+from taskflow.backends.sqlite_sql import READ_COLUMNS, TASK_INSERT, epoch, read_row, task_row
 from taskflow.models import TaskRecord
 
 logger = logging.getLogger("taskflow.backends.sqlite")
@@ -67,25 +67,27 @@ async def live_owners(conn: aiosqlite.Connection) -> set[str]:
 
 
 async def claim_live(
-    conn: aiosqlite.Connection, owner: str, new_owner: str, limit: int | None
+    conn: aiosqlite.Connection, codec: RecordCodec, owner: str, new_owner: str, limit: int | None
 ) -> list[TaskRecord]:
     rows = await conn.execute_fetchall(
         f"UPDATE tasks SET instance_id = ? WHERE task_id IN ("
         f" SELECT task_id FROM tasks WHERE instance_id = ? AND status IN {_LIVE}"
-        f" ORDER BY sort_ts LIMIT ?) RETURNING task_id, data",
+        f" ORDER BY sort_ts LIMIT ?) RETURNING {READ_COLUMNS}",
         (new_owner, owner, -1 if limit is None else limit),
     )
-    claimed = [decode_record(data, str(task_id), logger) for task_id, data in rows]
+    claimed = [read_row(codec, task_id, data) for task_id, data in rows]
     return [record for record in claimed if record is not None]
 
 
-async def claim_new(conn: aiosqlite.Connection, record: TaskRecord) -> TaskRecord | None:
-    sql = f"SELECT data FROM tasks WHERE task_id = ? AND status IN {_HOLDS}"
+async def claim_new(
+    conn: aiosqlite.Connection, codec: RecordCodec, record: TaskRecord
+) -> TaskRecord | None:
+    sql = f"SELECT {READ_COLUMNS} FROM tasks WHERE task_id = ? AND status IN {_HOLDS}"
     rows = list(await conn.execute_fetchall(sql, (record.task_id,)))
     if rows:
-        existing = decode_record(rows[0][0], record.task_id, logger)
+        existing = read_row(codec, *rows[0])
         if existing is not None:
             return existing
     # A failed or interrupted record under this id is replaced: the key runs again.
-    await conn.execute(f"INSERT OR REPLACE {TASK_INSERT}", task_row(record))
+    await conn.execute(f"INSERT OR REPLACE {TASK_INSERT}", task_row(codec, record))
     return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from taskflow.backends.codec import TERMINAL_VALUES, encode_record
+from taskflow.backends.codec import TERMINAL_VALUES, RecordCodec
 from taskflow.models import TaskRecord
 from taskflow.query import TaskQuery, sort_ts
 
@@ -38,6 +38,10 @@ PRUNE_BEYOND = f"""
         ORDER BY sort_ts DESC, task_id DESC LIMIT 1 OFFSET ?)
 """
 
+#: How rows are read: as bytes, decoded here, so that a row whose text is not valid UTF-8 (written
+#: by hand or by another program) is skipped alone instead of failing the whole fetch.
+READ_COLUMNS = "CAST(task_id AS BLOB), CAST(data AS BLOB)"
+
 COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM tasks GROUP BY status"
 COUNT_BY_FUNC = "SELECT func_name, COUNT(*) FROM tasks GROUP BY func_name"
 
@@ -69,11 +73,12 @@ def select_sql(query: TaskQuery, after: tuple[float, str] | None = None) -> tupl
             params.extend(position)
     filters = f" WHERE {' AND '.join(where)}" if where else ""
     order = "ORDER BY sort_ts DESC, task_id DESC LIMIT ?"
-    return f"SELECT task_id, sort_ts, data FROM tasks{filters} {order}", params
+    return f"SELECT {READ_COLUMNS}, sort_ts FROM tasks{filters} {order}", params
 
 
-def task_row(record: TaskRecord) -> tuple[Any, ...]:
+def task_row(codec: RecordCodec, record: TaskRecord) -> tuple[Any, ...]:
     """The values :data:`UPSERT` binds for ``record`` (its JSON encoded here, once)."""
+    record, data = codec.encode(record)  # values orjson refuses are made safe: SQLite's too
     end = record.end_time
     return (
         record.task_id,
@@ -83,8 +88,13 @@ def task_row(record: TaskRecord) -> tuple[Any, ...]:
         record.created_at.timestamp(),
         end.timestamp() if end is not None else None,
         record.instance_id,
-        encode_record(record),
+        data.decode(),
     )
+
+
+def read_row(codec: RecordCodec, task_id: bytes, data: bytes) -> TaskRecord | None:
+    """The record of a row read as :data:`READ_COLUMNS` (``None`` when it cannot be decoded)."""
+    return codec.decode(data, task_id.decode("utf-8", "replace"))
 
 
 def epoch(moment: datetime) -> float:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from taskflow.backends.base import BackendError, HistoryCounts, SnapshotBackend
+from taskflow.backends.codec import UnreadableRecord
 from taskflow.models import TaskRecord
 from taskflow.query import TaskQuery, page_of
 from tests.backends.conftest import (
@@ -230,8 +231,10 @@ async def test_malformed_stored_data_is_skipped(
         )
         assert ids(filtered.records) == ["good-4", "good-3", "good-2"]
         assert filtered.next_cursor is not None
-        assert await backend.get("bad-json") is None
-        assert await backend.get("bad-status") is None
+        for unreadable in ("bad-json", "bad-status"):
+            with pytest.raises(UnreadableRecord, match=unreadable):
+                await backend.get(unreadable)
+    assert backend.codec.unreadable >= 3
     warned = caplog.text
     for task_id in ("bad-json", "bad-shape", "bad-status"):
         assert task_id in warned

@@ -14,7 +14,6 @@
   const AUTH = meta("taskflow-auth") === "on";
   const STATUSES = ["pending", "running", "success", "failed", "interrupted"];
   const TERMINAL = new Set(["success", "failed", "interrupted"]);
-  const RETRYABLE = new Set(["failed", "interrupted"]);
   const STATUS_LABEL = {
     pending: "Pending", running: "Running", success: "Succeeded", failed: "Failed", interrupted: "Interrupted",
   };
@@ -367,11 +366,12 @@
         h("div", { class: "args-label", text: "kwargs" }),
         h("pre", { class: "args", text: asJson(rec.kwargs ?? {}) }));
     } else {
-      parts.push(h("p", { class: "muted", text: "Not recorded: arguments are kept only with display_func_args=True." }));
+      parts.push(h("p", { class: "muted", text: "Not shown: arguments are shown only with display_func_args=True." }));
     }
     $("detail-body").replaceChildren(...parts);
     const retry = $("retry");
-    retry.hidden = !RETRYABLE.has(rec.status);
+    // The server says whether a retry would run from any instance (exact arguments stored).
+    retry.hidden = !rec.retryable;
     retry.disabled = false;
     retry.dataset.id = rec.task_id;
   }
