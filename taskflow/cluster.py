@@ -8,6 +8,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -51,6 +52,7 @@ class ClusterMonitor:
         self.expiry = expiry
         self.claimed_total = 0
         self._started_at = utcnow()
+        self._last_beat: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -110,6 +112,17 @@ class ClusterMonitor:
             self.instance_id(), socket.gethostname(), os.getpid(), self._started_at, utcnow()
         )
         await self.backend.heartbeat(info)
+        now = time.monotonic()
+        if self._last_beat is not None and now - self._last_beat > self.expiry:
+            logger.warning(
+                "taskflow instance %s sent no heartbeat for %.0fs (instance_expiry %.0fs): "
+                "the cluster may have declared it gone and given its tasks to other instances; "
+                "its results of such tasks are kept as late results (late_of)",
+                info.instance_id,
+                now - self._last_beat,
+                self.expiry,
+            )
+        self._last_beat = now
 
     async def _loop(self) -> None:
         while True:

@@ -53,6 +53,9 @@ def adopt(manager: TaskManager, records: list[TaskRecord], owner: str) -> None:
         record.status = TaskStatus.INTERRUPTED
         record.end_time = utcnow()
         record.error = f"interrupted: {why}"
+        # The claim made this instance the owner: the former one's late copy cannot replace
+        # this verdict (see SnapshotBackend.save), it is kept beside it.
+        record.instance_id = manager.instance_id
         manager.bus.publish(EventKind.FINISHED, record)
     if records:
         logger.warning("taskflow took over %d tasks from %s", len(records), owner or "the queue")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Coroutine
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 from taskflow.backends.base import BackendError, SnapshotBackend
 from taskflow.barrier import WriteBarrier
 from taskflow.events import EventBus, EventKind
-from taskflow.models import TaskRecord, TaskStatus, utcnow
+from taskflow.models import TaskRecord, TaskStatus, new_task_id, utcnow
 from taskflow.query import Page, TaskQuery, merge_pages, page_of
 from taskflow.store import TaskStore
 
@@ -223,7 +224,7 @@ class SnapshotScheduler:
             started = time.perf_counter()
             self._write_started = time.monotonic()
             try:
-                await self._save_isolating(finished + live)
+                refused = await self._save_isolating(finished + live)
             except Exception as exc:  # never ends the flush loop: logged, counted, retried
                 self.store.give_back_live_dirty(live)
                 self._write_failed(exc, len(finished) + len(live))
@@ -235,26 +236,51 @@ class SnapshotScheduler:
             self.flushed_total += len(finished)
             self.writes_total += 1
             self.store.mark_flushed(finished)
+            if refused:
+                self._keep_late_results(set(refused), finished)
             self._write_worked()
             self._barrier.done(taken)
             return True
 
-    async def _save_isolating(self, records: list[TaskRecord]) -> None:
+    async def _save_isolating(self, records: list[TaskRecord]) -> list[str]:
         """Save ``records``; a record that cannot be encoded (even with its values made safe:
         an encoding error, not a backend error) is found by halving the batch and quarantined,
-        and every other record is saved."""
+        and every other record is saved. Returns the ids the backend refused (taken over)."""
         assert self.backend is not None
         try:
-            await self.backend.save(records)
+            return await self.backend.save(records)
         except (BackendError, OSError):
             raise
         except (TypeError, ValueError, OverflowError, RecursionError) as exc:
             if len(records) == 1:
                 self._quarantine(records[0], exc)
-                return
+                return []
             half = len(records) // 2
-            await self._save_isolating(records[:half])
-            await self._save_isolating(records[half:])
+            first = await self._save_isolating(records[:half])
+            return first + await self._save_isolating(records[half:])
+
+    def _keep_late_results(self, refused: set[str], finished: list[TaskRecord]) -> None:
+        """Another instance took these tasks over while this one was cut off (declared gone,
+        its heartbeats unseen): the stored record under each id is the taker's (interrupted, or
+        its rerun), and this instance's own finished result is kept beside it as a new record,
+        ``late_of`` the original, instead of overwriting it. A task still running here ends
+        the same way when it finishes."""
+        late_of = {}
+        for record in finished:
+            if record.task_id in refused:
+                late = dataclasses.replace(record, task_id=new_task_id(), late_of=record.task_id)
+                late_of[late.task_id] = record.task_id
+                self.store.discard(record.task_id)  # the taker's stored record is the one shown
+                self.bus.publish(EventKind.FINISHED, late)  # stored with the next write
+        logger.warning(
+            "taskflow instance was declared gone by the cluster while it ran %d tasks (its "
+            "heartbeats went unseen): another instance took them over. Its own results are "
+            "kept as late results: %s%s",
+            len(refused),
+            ", ".join(f"{late} (late result of {original})" for late, original in late_of.items())
+            or "none finished yet",
+            "; the rest are still running here" if len(late_of) < len(refused) else "",
+        )
 
     def _quarantine(self, record: TaskRecord, exc: BaseException) -> None:
         self.quarantined += 1

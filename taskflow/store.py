@@ -132,11 +132,13 @@ class TaskStore:
         self._held.discard(task_id)
 
     def discard(self, task_id: str) -> None:
-        """Forget a record that will never run (another instance holds its id)."""
+        """Forget a record: one that will never run (another instance holds its id), or one
+        whose stored version belongs to another instance now."""
         self._held.discard(task_id)
         self._live.pop(task_id, None)
         self._dirty_live.pop(task_id, None)
         self._calls.pop(task_id, None)
+        self._forget_weight(task_id)
 
     def finish(self, record: TaskRecord) -> None:
         """Move a record that reached a terminal status out of the live set."""

@@ -68,13 +68,18 @@ class SnapshotBackend(ABC):
         """Raise :class:`BackendError` unless the store answers right now."""
 
     @abstractmethod
-    async def save(self, records: Sequence[TaskRecord]) -> None:
-        """Upsert ``records`` by task id, encoded with :attr:`codec`.
+    async def save(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Upsert ``records`` by task id, encoded with :attr:`codec`; return the ids refused
+        because another instance took them over.
 
         Each record is stored together with all its index entries atomically; when it raises,
         some records of the batch may be stored and others not, and saving the batch again is
         harmless (idempotent). A record never moves from a terminal status back to a live one:
-        a stale live copy does not overwrite a finished record.
+        a stale live copy does not overwrite a finished record. A stored record whose owner
+        (``instance_id``) is not the owner of the copy being saved is not replaced and its id
+        is returned: :meth:`claim_live` moved it to another instance, and this copy is a late
+        result of the former owner (the owner ``""``, parking a task for requeue, is the one
+        exception). Nothing is written when a key the write needs holds data of another kind.
         """
 
     @abstractmethod

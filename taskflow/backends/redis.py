@@ -164,7 +164,7 @@ class RedisBackend(SnapshotBackend):
                 logger.info("removed the layout-1 indexes of %s", self.describe())
         self._layout_checked = True
 
-    async def save(self, records: Sequence[TaskRecord]) -> None:
+    async def save(self, records: Sequence[TaskRecord]) -> list[str]:
         """Upsert ``records``, each with all its index entries atomically.
 
         Up to :data:`SAVE_CHUNK` records go in one script call (all of them or none); a larger
@@ -173,18 +173,19 @@ class RedisBackend(SnapshotBackend):
         again is harmless.
         """
         if len(records) <= SAVE_CHUNK:
-            await self._save_chunk(records)
-            return
+            return [str(i) for i in await self._save_chunk(records)]
         chunks = [
             records[start : start + SAVE_CHUNK] for start in range(0, len(records), SAVE_CHUNK)
         ]
+        refused: list[str] = []
         if not self._save_loaded:
             # The server may not have the script yet, and a stream of calls it does not know
             # would all be sent again. One plain call loads it if need be.
-            await self._save_chunk(chunks.pop(0))
+            refused += await self._save_chunk(chunks.pop(0))
         script, keys = self._scripts["SAVE"], self.keys.script_keys
         with self._errors("save"):
-            await call_streamed(self._require(), script, keys, chunks, self._save_args)
+            replies = await call_streamed(self._require(), script, keys, chunks, self._save_args)
+        return [str(i) for i in refused + [i for reply in replies for i in reply]]
 
     async def _save_chunk(self, records: Sequence[TaskRecord], mode: str = "") -> Any:
         args = self._save_args(records, mode)

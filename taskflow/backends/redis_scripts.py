@@ -1,9 +1,11 @@
 """Lua scripts of the Redis backend: each call is atomic, so records and indexes never disagree.
 
 Write scripts take ``RedisKeys.script_keys`` (funcs, owners) among their KEYS and start their
-ARGV with ``RedisKeys.script_prefixes`` (task:, idx:status:, idx:sf:, live:). Scripts read
-everything first and write afterwards where they can, because Redis does not roll back a script
-that fails half way: a wrong-type key then fails the call before anything changed.
+ARGV with ``RedisKeys.script_prefixes`` (task:, idx:status:, idx:sf:, live:). Redis does not
+roll back a script that fails half way, so the save script reads everything and checks the kind
+of every key it will write before it writes anything: a key of the wrong kind (another program
+writing under the prefix) fails the call with nothing changed. The other scripts read first
+where they can; a wrong-type key there can fail them after part of their work.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def _lua_list(values: tuple[str, ...]) -> str:
 #: KEYS: RedisKeys.script_keys (funcs, owners). ARGV: RedisKeys.script_prefixes (task:,
 #: idx:status:, idx:sf:, live:), a mode, then 6 values per record (id, status, function, sort
 #: time, owner instance, JSON data). Modes: "" saves (a stored finished record is never replaced
-#: by a live copy) and returns how many records were written; "claim" saves one record unless
+#: by a live copy, nor a record another instance took over by its former owner's copy) and
+#: returns the ids refused for that; "claim" saves one record unless
 #: its id is stored as pending, running or success, and then returns {"exists", data} instead;
 #: "force" saves whatever is stored. Live records are also members of live:<owner>, whose
 #: owners are members of KEYS[2].
@@ -50,17 +53,49 @@ for i = FIRST, #ARGV, W do
   end
 end
 -- 2. Fold the batch in order into one final version per id (the ARGV position of its copy).
---    A finished record (stored or earlier in the batch) is never replaced by a live copy.
-local final, saved = {}, 0
+--    A finished record (stored or earlier in the batch) is never replaced by a live copy, and
+--    a record another instance took over (CLAIM_LIVE made it the owner) is not replaced by its
+--    former owner's copy: that id is refused (returned). The owner '' parks a task for requeue.
+local final, refused, was_refused = {}, {}, {}
 for i = FIRST, #ARGV, W do
-  local id, st = ARGV[i], ARGV[i + 1]
+  local id, st, owner = ARGV[i], ARGV[i + 1], ARGV[i + 4]
   local current = final[id] and ARGV[final[id] + 1] or old_st[id]
-  if mode == 'force' or not (current and terminal[current] and not terminal[st]) then
+  local stored_owner = old_owner[id]
+  if mode ~= 'force' and stored_owner and stored_owner ~= owner and owner ~= '' then
+    if not was_refused[id] then
+      was_refused[id] = true
+      refused[#refused + 1] = id
+    end
+  elseif mode == 'force' or not (current and terminal[current] and not terminal[st]) then
     final[id] = i
-    saved = saved + 1
   end
 end
--- 3. Write each final version once. Index changes are gathered per key and applied with one
+-- 3. Check the kind of every key the writes touch (record hashes were read above, so they
+--    are known to be hashes): Redis does not roll a script back, so a key of another kind
+--    must fail the call before anything is written.
+local expected = {[KEYS[1]] = 'set', [KEYS[2]] = 'set'}
+for _, id in ipairs(ids) do
+  local i = final[id]
+  if i then
+    local st, fn, owner = ARGV[i + 1], ARGV[i + 2], ARGV[i + 4]
+    expected[status_p .. st] = 'zset'
+    expected[sf_p .. st .. ':' .. fn] = 'zset'
+    if old_st[id] then
+      expected[status_p .. old_st[id]] = 'zset'
+      if old_fn[id] then expected[sf_p .. old_st[id] .. ':' .. old_fn[id]] = 'zset' end
+    end
+    if old_owner[id] then expected[live_p .. old_owner[id]] = 'set' end
+    if not terminal[st] then expected[live_p .. owner] = 'set' end
+  end
+end
+for key, kind in pairs(expected) do
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= kind then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', not a ' ..
+      kind .. '; nothing of this call was written')
+  end
+end
+-- 4. Write each final version once. Index changes are gathered per key and applied with one
 --    command per key (in chunks): several times cheaper than commands per record and index.
 --    Removals go first; for any one id only its final version adds anything.
 local adds, add_order, zrems, srems = {}, {}, {}, {}
@@ -148,7 +183,7 @@ end
 for owner in pairs(left) do
   if redis.call('SCARD', live_p .. owner) == 0 then redis.call('SREM', KEYS[2], owner) end
 end
-return saved
+return refused
 """.replace("__TERMINAL__", _lua_set(TERMINAL_VALUES)).replace(
     "__STATUSES__", _lua_list(tuple(s.value for s in TaskStatus))
 )

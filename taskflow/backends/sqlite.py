@@ -29,6 +29,7 @@ from taskflow.backends.sqlite_sql import (
     PRUNE_OLDER,
     UPSERT,
     epoch,
+    owners_refused,
     read_row,
     select_sql,
     task_row,
@@ -181,18 +182,22 @@ class SqliteBackend(SnapshotBackend):
     async def ping(self) -> None:
         await self._run("ping", fetchall("SELECT 1", ()))
 
-    async def save(self, records: Sequence[TaskRecord]) -> None:
+    async def save(self, records: Sequence[TaskRecord]) -> list[str]:
         """Upsert all ``records`` in one ``BEGIN IMMEDIATE`` transaction."""
         if not records:
-            return
+            return []
         # Encoded here, on the event loop, where records change: each row is one consistent
         # version. The transaction then runs whole on the connection's thread (one hop).
         rows = [task_row(self.codec, record) for record in records]
 
-        def upsert(conn: sqlite3.Connection) -> None:
+        def upsert(conn: sqlite3.Connection) -> list[str]:
+            before = conn.total_changes
             conn.executemany(UPSERT, rows)
+            if conn.total_changes - before == len(rows):
+                return []  # every row written: nothing was refused
+            return owners_refused(conn, rows)
 
-        await self._write_in_thread("save", upsert)
+        return await self._write_in_thread("save", upsert)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         sql = "SELECT CAST(data AS BLOB) FROM tasks WHERE task_id = ?"

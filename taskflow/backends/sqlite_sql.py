@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,15 +18,21 @@ TASK_INSERT = """INTO tasks
     (task_id, func_name, status, sort_ts, created_ts, end_ts, instance_id, data)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
 
-# A stale live copy (pending/running) never replaces a finished row; anything else is upserted.
+# A stale live copy (pending/running) never replaces a finished row, and a row another instance
+# took over (claim_live made it its owner) is not replaced by its former owner's copy (a late
+# result: see owners_refused); anything else is upserted. The owner '' parks a task for requeue.
 UPSERT = f"""
     INSERT {TASK_INSERT}
     ON CONFLICT (task_id) DO UPDATE SET
         func_name = excluded.func_name, status = excluded.status, sort_ts = excluded.sort_ts,
         created_ts = excluded.created_ts, end_ts = excluded.end_ts,
         instance_id = excluded.instance_id, data = excluded.data
-    WHERE tasks.status NOT IN ({_TERMINAL}) OR excluded.status IN ({_TERMINAL})
+    WHERE (tasks.status NOT IN ({_TERMINAL}) OR excluded.status IN ({_TERMINAL}))
+        AND (tasks.instance_id = excluded.instance_id OR excluded.instance_id = '')
 """
+
+#: Most ids one ``IN (...)`` list binds (SQLite's variable limit is 32,766 since 3.32).
+IN_CHUNK = 500
 
 PRUNE_OLDER = f"DELETE FROM tasks WHERE status IN ({_TERMINAL}) AND sort_ts < ?"
 
@@ -100,3 +108,19 @@ def read_row(codec: RecordCodec, task_id: bytes, data: bytes) -> TaskRecord | No
 def epoch(moment: datetime) -> float:
     """Epoch seconds of ``moment``; a naive datetime is taken as UTC, as queries do."""
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def owners_refused(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+    """Ids of ``rows`` (as :func:`task_row` makes them) that :data:`UPSERT` did not write
+    because another instance owns them now; run in the same transaction, after it."""
+    written = {row[0]: row[6] for row in rows}  # task id -> the owner the row was written with
+    refused = []
+    ids = list(written)
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT task_id, instance_id FROM tasks WHERE task_id IN ({marks})"
+        for task_id, owner in conn.execute(sql, chunk):
+            if owner != written[task_id] and written[task_id] != "":
+                refused.append(task_id)
+    return refused

@@ -140,6 +140,32 @@ async def test_a_failing_save_writes_nothing(redis_store: Store, redis_url: str)
     assert await redis_store.problems() == []
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    "index", ["idx:status:success", "idx:sf:success:job", "funcs", "owners", "live:test-1"]
+)
+async def test_an_index_key_of_the_wrong_kind_fails_the_save_before_anything_is_written(
+    redis_store: Store, redis_url: str, index: str
+) -> None:
+    backend = redis_store.make()
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    client = Redis.from_url(redis_url, decode_responses=True)
+    key = backend.keys.base + index
+    live = replace(finished("live"), status=TaskStatus.RUNNING, end_time=None)
+    live.instance_id = "test-1"
+    try:
+        await client.set(key, "written by another program")
+        with pytest.raises(BackendError, match="WRONGTYPE"):
+            await backend.save([finished("first"), live, finished("last")])
+        stored = [k async for k in client.scan_iter(match=backend.keys.pattern)]
+        assert stored == [key]  # nothing else: no record, no index entry
+    finally:
+        await client.delete(key)
+        await client.aclose()
+    assert await redis_store.problems() == []
+
+
 async def flush_scripts(redis_url: str) -> None:
     """Make the server forget every cached script, as a restart does."""
     raw = Redis.from_url(redis_url)
