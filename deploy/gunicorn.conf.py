@@ -105,3 +105,15 @@ def post_fork(server: Any, worker: Any) -> None:
     base = os.environ.get("TASKFLOW_INSTANCE_ID", "").strip()
     if base:
         os.environ["TASKFLOW_INSTANCE_ID"] = f"{base}-{os.getpid()}"
+
+
+def post_worker_init(worker: Any) -> None:
+    """Let the worker's event loop own its listening sockets outright."""
+    # gunicorn hands each worker its listeners wrapped in gunicorn.sock.BaseSocket. uvloop
+    # serves a socket given to create_server() by its file descriptor and, on close, detaches a
+    # plain socket.socket but close()s anything else, expecting EBADF; the wrapper catches that
+    # EBADF itself and logs "Error while closing socket [Errno 9] Bad file descriptor" at every
+    # stop (benoitc/gunicorn#1877, #3013; uvloop/handles/handle.pyx, UVSocketHandle._close).
+    # The wrapper's public ``sock`` is the plain socket: serving that one closes cleanly, under
+    # uvloop and plain asyncio alike. The master keeps its own wrappers.
+    worker.sockets = [getattr(listener, "sock", listener) for listener in worker.sockets]
