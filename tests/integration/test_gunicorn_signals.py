@@ -177,7 +177,14 @@ def assert_clean_stop(master: Master, *, forced: bool) -> None:
     assert master.rows("instances", "instance_id") == [], "stale instance rows"
 
 
-FIRST_SIGNALS = [pytest.param(signal.SIGTERM, False, id="SIGTERM")]
+# Ctrl-C in the terminal that runs `make run` sends SIGINT to the whole foreground group: the
+# workers get it directly, and then SIGQUIT from the master.
+FIRST_SIGNALS = [
+    pytest.param(signal.SIGINT, False, id="SIGINT"),
+    pytest.param(signal.SIGTERM, False, id="SIGTERM"),
+    pytest.param(signal.SIGQUIT, False, id="SIGQUIT"),
+    pytest.param(signal.SIGINT, True, id="Ctrl-C"),
+]
 
 
 @pytest.mark.parametrize(("signum", "group"), FIRST_SIGNALS)
