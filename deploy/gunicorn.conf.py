@@ -13,6 +13,7 @@ Besides the TASKFLOW_* contract (taskflow/settings.py) it reads, all optional:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -113,8 +114,42 @@ def post_fork(server: Any, worker: Any) -> None:
 # What each signal to the master does is in docs/operations.md ("Graceful shutdown"); the tests
 # in tests/integration/test_gunicorn_signals.py send each one to a real master. gunicorn stops
 # its workers with SIGTERM on SIGTERM and with SIGQUIT ("quick shutdown") on SIGINT and SIGQUIT,
-# and SIGKILLs whatever is left after graceful_timeout. The hook below makes every one of them a
-# drain.
+# and SIGKILLs whatever is left after graceful_timeout. The hooks below make every one of them a
+# drain, and a second signal to the master the end of the drain, as under plain uvicorn.
+
+#: The signals that stop the master.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def when_ready(server: Any) -> None:
+    """Master side: a second stop signal cuts the workers' drain short, as under uvicorn.
+
+    The master only queues signals; while it waits for its workers to stop (Arbiter.stop) it
+    drops a second SIGTERM, and it turns a SIGINT or SIGQUIT after a SIGTERM into SIGQUIT to the
+    workers and SIGKILL two seconds later, whether their final flush is done or not. In front
+    of gunicorn's handler, the first stop signal goes on to it; any later one goes to every
+    worker as SIGTERM, which taskflow takes as the second signal that ends the drain (running
+    tasks are recorded interrupted, the final flush still runs), and not to gunicorn.
+    """
+    master = os.getpid()
+    gunicorn_handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    received = 0
+
+    def handle_stop(signum: int, frame: Any) -> None:
+        nonlocal received
+        received += 1
+        # Nothing is logged here: a signal handler may interrupt the master writing to its log
+        # (gunicorn's own handler only queues, for that reason). Each worker's summary line says
+        # "forced by a second signal".
+        if received == 1 or os.getpid() != master:  # a worker before its own signal setup
+            gunicorn_handlers[signum](signum, frame)
+            return
+        for pid in list(server.WORKERS):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handle_stop)
 
 
 def post_worker_init(worker: Any) -> None:
@@ -125,7 +160,7 @@ def post_worker_init(worker: Any) -> None:
     # master SIGKILLed it. Start uvicorn's own graceful shutdown instead, exactly as SIGTERM
     # does. When the worker is already stopping, SIGQUIT is no second signal: Ctrl-C gives every
     # worker a SIGINT of its own and, at once, gunicorn's SIGQUIT, and that must not cut the
-    # drain short.
+    # drain short. A second signal to the master reaches the workers as SIGTERM (when_ready).
     gunicorn_handle_exit = worker.handle_exit
 
     def handle_quit(signum: int, frame: Any) -> None:

@@ -1,7 +1,7 @@
 """Signals to a real gunicorn master, started as `make run` starts it, with tasks running.
 
 What each signal does under gunicorn is documented in docs/operations.md ("Graceful shutdown");
-deploy/gunicorn.conf.py makes it so (its ``post_worker_init`` hook).
+deploy/gunicorn.conf.py makes it so (its ``when_ready`` and ``post_worker_init`` hooks).
 """
 
 from __future__ import annotations
@@ -201,3 +201,31 @@ def test_one_signal_drains_every_worker_then_the_master_exits(gunicorn, signum, 
     ids = {task_id for ids in tasks.values() for task_id in ids}
     statuses = dict(master.rows("tasks", "task_id", "status"))
     assert {statuses.get(task_id) for task_id in ids} == {"success"}, statuses
+
+
+# (first signal, second signal, to the whole group?)
+SIGNAL_PAIRS = [
+    pytest.param(signal.SIGTERM, signal.SIGTERM, False, id="SIGTERM-SIGTERM"),
+    pytest.param(signal.SIGTERM, signal.SIGINT, False, id="SIGTERM-SIGINT"),
+    pytest.param(signal.SIGINT, signal.SIGINT, False, id="SIGINT-SIGINT"),
+    pytest.param(signal.SIGQUIT, signal.SIGTERM, False, id="SIGQUIT-SIGTERM"),
+    pytest.param(signal.SIGINT, signal.SIGINT, True, id="Ctrl-C-Ctrl-C"),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "group"), SIGNAL_PAIRS)
+def test_a_second_signal_cuts_the_drain_short(gunicorn, first, second, group):
+    master = gunicorn(shutdown_timeout=30)
+    tasks = master.start_slow_tasks(seconds=60)
+    master.send(first, group=group)
+    master.wait_draining()
+    assert master.proc.poll() is None, "the drain should still be waiting for the tasks"
+    master.send(second, group=group)
+    elapsed = master.wait_exit(master.shutdown_timeout)
+    names = f"{signal.Signals(first).name}+{signal.Signals(second).name} (group={group})"
+    print(f"{names}: master exited {elapsed:.2f}s after the second signal")
+    assert_clean_stop(master, forced=True)
+    assert elapsed < 5, f"the second signal should end the drain at once:\n{master.log()}"
+    ids = {task_id for ids in tasks.values() for task_id in ids}
+    statuses = dict(master.rows("tasks", "task_id", "status"))
+    assert {statuses.get(task_id) for task_id in ids} == {"interrupted"}, statuses
