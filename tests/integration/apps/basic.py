@@ -112,7 +112,7 @@ def fails_once(token: str, amount: object = 0) -> None:
     TEST_COMPLETIONS: a retry from any instance runs it with exactly its arguments."""
     marker = f"{os.environ['TEST_COMPLETIONS']}.{token}.failed"
     if not os.path.exists(marker):
-        open(marker, "w").close()  # noqa: SIM115 - an empty marker file
+        open(marker, "w").close()
         raise RuntimeError(f"first run of {token} fails")
     with open(os.environ["TEST_COMPLETIONS"], "a") as log:
         log.write(f"{token} {type(amount).__name__} {amount} {task_manager.instance_id}\n")
