@@ -20,6 +20,13 @@ logger = logging.getLogger("taskflow.cluster")
 #: Owner of the records queued for requeue at a clean shutdown (any instance may claim them).
 QUEUE_OWNER = ""
 
+#: Longest registering may hold up startup (seconds); a backend that does not answer is retried
+#: by the heartbeat loop.
+REGISTER_TIMEOUT = 5.0
+#: Longest leaving the registry may take at shutdown (seconds): a hung backend must not hold up
+#: the final flush; the survivors expire this instance instead.
+DEREGISTER_TIMEOUT = 2.0
+
 #: Called with claimed records and the owner they were taken from.
 ClaimHandler = Callable[[list[TaskRecord], str], None]
 
@@ -60,15 +67,18 @@ class ClusterMonitor:
         and start the heartbeat loop."""
         self._started_at = utcnow()
         try:
-            await self._heartbeat()
-            # Nothing runs here yet: live records already owned by this id were left by an
-            # earlier process with the same id (same host name and pid after a restart).
-            me = self.instance_id()
-            self._hand_over(await self.backend.claim_live(me, me), me)
-            await self.tick()
-        except (BackendError, OSError) as exc:
-            logger.warning("taskflow cluster registration failed: %s; retrying", exc)
+            await asyncio.wait_for(self._register(), REGISTER_TIMEOUT)
+        except Exception as exc:  # the app starts anyway; the heartbeat loop tries again
+            logger.warning("taskflow cluster registration failed: %r; retrying", exc)
         self._task = asyncio.create_task(self._loop(), name="taskflow-heartbeat")
+
+    async def _register(self) -> None:
+        await self._heartbeat()
+        # Nothing runs here yet: live records already owned by this id were left by an
+        # earlier process with the same id (same host name and pid after a restart).
+        me = self.instance_id()
+        self._hand_over(await self.backend.claim_live(me, me), me)
+        await self.tick()
 
     async def stop(self) -> None:
         """Stop heartbeating and leave the registry (best effort: the backend may be down)."""
@@ -77,8 +87,8 @@ class ClusterMonitor:
             await asyncio.wait([self._task], timeout=2.0)
             self._task = None
         try:
-            await self.backend.deregister(self.instance_id())
-        except (BackendError, OSError) as exc:
+            await asyncio.wait_for(self.backend.deregister(self.instance_id()), DEREGISTER_TIMEOUT)
+        except Exception as exc:  # a shutdown must go on to the final flush whatever this does
             logger.warning("taskflow could not deregister %s: %s", self.instance_id(), exc)
 
     async def tick(self) -> int:

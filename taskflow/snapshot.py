@@ -139,15 +139,7 @@ class SnapshotScheduler:
         self._loops = []
         if self.backend is None:
             return
-        deadline = time.monotonic() + FINAL_FLUSH_SECONDS
-        delay = RETRY_FIRST
-        while time.monotonic() < deadline:
-            if not self.connected:
-                await self._connect()
-            if self.connected and await self._flush_guarded():
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
+        await self._final_flush(time.monotonic() + FINAL_FLUSH_SECONDS)
         left = len(self.store.unflushed())
         if left:
             logger.error(
@@ -157,7 +149,28 @@ class SnapshotScheduler:
             )
         if self._unsubscribe is not None:
             self._unsubscribe()
-        await self.backend.close()
+        try:
+            await self.backend.close()
+        except Exception as exc:  # a shutdown must end; the records are written or reported
+            logger.warning("taskflow could not close %s: %s", self.backend.describe(), exc)
+
+    async def _final_flush(self, deadline: float) -> None:
+        """Flush until everything is written or ``deadline`` passes, even when the backend hangs
+        (each attempt is cut off at the deadline)."""
+        delay = RETRY_FIRST
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                if await asyncio.wait_for(self._final_attempt(), left):
+                    return
+            except asyncio.TimeoutError:
+                return
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _final_attempt(self) -> bool:
+        if not self.connected:
+            await self._connect()
+        return self.connected and await self._flush_guarded()
 
     @property
     def ready(self) -> bool:
