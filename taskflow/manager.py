@@ -308,11 +308,18 @@ class TaskManager:
         self._running.pop(task, None)
 
     def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> str:
-        """Start a task now, outside any request (the manager must be started)."""
+        """Start a task now, outside any request (the manager must be started).
+
+        ``idempotency_key="..."`` (taken out of the keyword arguments) works as with
+        ``add_task``: one task per key across every instance while it is pending, running or
+        succeeded.
+        """
         if not self._started:
             raise RuntimeError("submit() needs a started manager (inside the app's lifespan)")
-        record, launch = self.enqueue(func, args, kwargs)
-        assert isinstance(launch, Launch)  # without an idempotency key there is always one
+        key = kwargs.pop("idempotency_key", None)
+        record, launch = self.enqueue(func, args, kwargs, idempotency_key=key)
+        if not isinstance(launch, Launch):  # the key's task is known here already
+            return record.task_id
         # Started here, in one task tracked for the drain, as a request's tasks are.
         rest = launch.after_response()
         if rest is not DONE:  # draining: it runs in a task of its own, held here
