@@ -197,7 +197,7 @@ def _uvicorn_serving() -> bool:
 
     uvicorn installs its bound ``Server.handle_exit`` as the SIGTERM handler while it serves
     (uvicorn/server.py, ``capture_signals``) and sets ``should_exit`` on the first signal; during
-    taskflow's drain the handler is taskflow's own (taskflow/signals.py).
+    taskflow's drain the handler is taskflow's own (taskflow/shutdown.py).
     """
     server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
     return getattr(server, "should_exit", None) is False

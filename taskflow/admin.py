@@ -14,9 +14,9 @@ from starlette.routing import BaseRoute, Mount
 
 from taskflow.api import build_router
 from taskflow.auth import AdminAuth
+from taskflow.background import TasksMiddleware, install
 from taskflow.dashboard import build_dashboard_router
 from taskflow.gate import RouteGate
-from taskflow.injection import ManagerContextMiddleware, install
 from taskflow.manager import TaskManager
 from taskflow.stream import build_stream_router
 from taskflow.streamhub import StreamHub
@@ -73,7 +73,7 @@ class TaskAdmin:
             install()
         # Also without auto_install: Depends(task_manager.get_tasks) relies on it for durable
         # acceptance and for the tasks of a request that raised.
-        app.add_middleware(ManagerContextMiddleware, manager=task_manager, inject=auto_install)
+        app.add_middleware(TasksMiddleware, acceptor=task_manager.acceptor, inject=auto_install)
         app.router.lifespan_context = self._wrap_lifespan(app.router.lifespan_context)
 
     def _admin_routes(

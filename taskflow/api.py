@@ -12,7 +12,7 @@ from taskflow import metrics
 from taskflow.backends.codec import UnreadableRecord
 from taskflow.models import TaskRecord
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
-from taskflow.retry import RetryRefused, can_retry
+from taskflow.retry import RetryRefused
 from taskflow.scan import ExtraFilter, scan
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ def present(manager: TaskManager, record: TaskRecord) -> dict[str, Any]:
     """A record as the API and the dashboard stream show it: arguments only with
     ``display_func_args``, and ``retryable``: whether a retry from any instance would run."""
     data = record.to_dict(include_args=manager.display_func_args)
-    data["retryable"] = can_retry(manager, record)
+    data["retryable"] = manager.can_retry(record)
     return data
 
 

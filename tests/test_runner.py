@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from taskflow.events import EventBus, EventKind
-from taskflow.executor import RetryPolicy, execute
 from taskflow.models import TaskRecord, TaskStatus, new_task_id
+from taskflow.runner import execute
+from taskflow.tasks import RetryPolicy
 
 
 @pytest.fixture

@@ -1,12 +1,38 @@
-"""Task definitions: the functions registered with ``@task_manager.task`` and their policies."""
+"""Task definitions: the functions registered with ``@task_manager.task``, their names and
+their retry policies."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from taskflow.executor import RetryPolicy, is_async_callable
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """``retries`` extra attempts after the first; attempt n+1 waits ``delay * backoff**n``."""
+
+    retries: int = 0
+    delay: float = 0.0
+    backoff: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.delay < 0 or self.backoff < 1.0:
+            raise ValueError("retries and delay must be >= 0 and backoff >= 1.0")
+
+    def wait_before(self, retry_number: int) -> float:
+        """Seconds to wait before retry ``retry_number`` (0 for the first retry)."""
+        return float(self.delay * self.backoff**retry_number)
+
+
+def is_async_callable(func: Callable[..., Any]) -> bool:
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
+        getattr(func, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    )
 
 
 @dataclass(frozen=True, slots=True)

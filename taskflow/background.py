@@ -1,4 +1,5 @@
-"""Managed ``BackgroundTasks``: ``add_task`` returns the tracked task's id.
+"""Managed ``BackgroundTasks``: ``add_task`` returns the tracked task's id, and a request's
+tasks are accepted with its response.
 
 Two ways in:
 
@@ -15,26 +16,24 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import fastapi.dependencies.utils as fastapi_dependency_utils
 from fastapi import BackgroundTasks
 from starlette.background import BackgroundTask
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-if TYPE_CHECKING:
-    from taskflow.launch import Launch
-    from taskflow.manager import TaskManager
+from taskflow.launch import Acceptor, Launch, Starter
 
 
 class _Request:
-    """What the middleware tells code running in one request: its app's manager, and the
+    """What the middleware tells code running in one request: its app's acceptor, and the
     background tasks the request queued."""
 
-    __slots__ = ("accepted", "inject", "launches", "manager")
+    __slots__ = ("accepted", "acceptor", "inject", "launches")
 
-    def __init__(self, manager: TaskManager, inject: bool) -> None:
-        self.manager = manager
+    def __init__(self, acceptor: Acceptor, inject: bool) -> None:
+        self.acceptor = acceptor
         #: ``TaskAdmin(auto_install=True)``: FastAPI's own ``BackgroundTasks`` parameters of
         #: this app get the manager.
         self.inject = inject
@@ -49,19 +48,6 @@ _request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
 )
 
 
-def note_launch(launch: Launch) -> bool:
-    """Tell the current request's middleware about one of its background tasks. With durable
-    acceptance its response accepts it before waiting for the write; when the request has
-    ended without starting it (it raised, and FastAPI runs no background task of a request
-    that raised), the task is recorded as never run. False outside a request through the
-    middleware."""
-    request = _request.get()
-    if request is None:
-        return False
-    request.launches.append(launch)
-    return True
-
-
 class ManagedBackgroundTasks(BackgroundTasks):
     """FastAPI ``BackgroundTasks`` whose ``add_task`` tracks the task and returns its id.
 
@@ -69,9 +55,9 @@ class ManagedBackgroundTasks(BackgroundTasks):
     ``BackgroundTasks`` and ``add_task`` returns ``None``.
     """
 
-    def __init__(self, tasks: Any = None, *, manager: TaskManager | None = None) -> None:
+    def __init__(self, tasks: Any = None, *, acceptor: Acceptor | None = None) -> None:
         super().__init__(tasks)
-        self._manager = manager
+        self._acceptor = acceptor
 
     def add_task(  # type: ignore[override]
         self, func: Callable[..., Any], *args: Any, **kwargs: Any
@@ -81,16 +67,22 @@ class ManagedBackgroundTasks(BackgroundTasks):
         ``idempotency_key="..."`` (taken out of the keyword arguments) makes every instance
         return the same id for one key while that task is pending, running or succeeded.
         """
-        manager = self._manager
-        if manager is None:
-            request = _request.get()
-            manager = request.manager if request is not None and request.inject else None
-        if manager is None:
+        request = _request.get()
+        acceptor = self._acceptor
+        if acceptor is None:
+            acceptor = request.acceptor if request is not None and request.inject else None
+        if acceptor is None:
             super().add_task(func, *args, **kwargs)
             return None
         key = kwargs.pop("idempotency_key", None)
-        record, runner = manager.enqueue(func, args, kwargs, idempotency_key=key, background=True)
-        self.tasks.append(_Scheduled(func, runner))
+        # In a request through the middleware, its response accepts the task (see
+        # _HeldResponse); a request that raises never runs it (recorded as never run).
+        record, starter = acceptor.enqueue(
+            func, args, kwargs, idempotency_key=key, held=request is not None
+        )
+        if request is not None and isinstance(starter, Launch):
+            request.launches.append(starter)
+        self.tasks.append(_Scheduled(func, starter))
         return record.task_id
 
 
@@ -102,20 +94,20 @@ class _Scheduled(BackgroundTask):
     is not a coroutine: it starts the task and returns what to await (usually nothing left).
     """
 
-    def __init__(self, func: Callable[..., Any], runner: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, func: Callable[..., Any], starter: Starter) -> None:
         self.func = func
         self.args = ()  # type: ignore[assignment]
         self.kwargs = {}  # type: ignore[assignment]
         self.is_async = True
-        self.start: Callable[[], Awaitable[None]] = getattr(runner, "after_response", runner)
+        self.start: Starter = getattr(starter, "after_response", starter)
 
     def __call__(self) -> Awaitable[None]:  # type: ignore[override]
         return self.start()
 
 
-def bind(manager: TaskManager, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
+def bind(acceptor: Acceptor, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
     """A managed view of the request's ``background_tasks``: tasks run after the response."""
-    managed = ManagedBackgroundTasks(manager=manager)
+    managed = ManagedBackgroundTasks(acceptor=acceptor)
     managed.tasks = background_tasks.tasks  # share the list FastAPI runs after the response
     return managed
 
@@ -125,24 +117,24 @@ def install() -> None:
     fastapi_dependency_utils.BackgroundTasks = ManagedBackgroundTasks  # type: ignore[attr-defined]
 
 
-class ManagerContextMiddleware:
-    """Pure ASGI middleware: requests to this app see its manager in the context variable
-    (``inject``: also FastAPI's own ``BackgroundTasks`` parameters, see :func:`install`)."""
+class TasksMiddleware:
+    """Pure ASGI middleware: requests to this app see its manager's acceptor in the context
+    variable (``inject``: also FastAPI's own ``BackgroundTasks`` parameters, see
+    :func:`install`), and their responses accept their tasks."""
 
-    def __init__(self, app: ASGIApp, manager: TaskManager, inject: bool = True) -> None:
+    def __init__(self, app: ASGIApp, acceptor: Acceptor, inject: bool = True) -> None:
         self.app = app
-        self.manager = manager
+        self.acceptor = acceptor
         self.inject = inject
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        manager = self.manager
-        request = _Request(manager, self.inject)
+        request = _Request(self.acceptor, self.inject)
         token = _request.set(request)
         try:
-            if not manager.durable_accept:
+            if not self.acceptor.durable_accept:
                 await self.app(scope, receive, send)
                 return
             held = _HeldResponse(request, send)
@@ -198,8 +190,7 @@ class _HeldResponse:
             success = 200 <= message["status"] < 300
             for launch in request.launches[accepted:]:
                 launch.accept(success)
-            manager = request.manager
-            self.ticket = manager._scheduler.persist_soon(manager.accept_timeout)
+            self.ticket = request.acceptor.persist_soon()
             self.messages.append(message)
             return
         await self._send(message)

@@ -91,7 +91,7 @@ async def test_unregistered_functions_are_tracked_under_module_and_qualname(mana
     await wait_finished(manager, task_id)
     body = (await client.get(f"/tasks/{task_id}")).json()
     assert body["func_name"] == (
-        "tests.test_injection."
+        "tests.test_background."
         "test_unregistered_functions_are_tracked_under_module_and_qualname.<locals>.helper"
     )
     assert body["status"] == "success"
