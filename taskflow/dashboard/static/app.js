@@ -111,7 +111,10 @@
   async function detailOf(response) {
     try {
       const body = await response.json();
-      return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+      if (typeof body.detail === "string") return body.detail;
+      // Validation errors (422) are a list of {loc, msg, type}.
+      if (Array.isArray(body.detail)) return body.detail.map((error) => error.msg).join("; ");
+      return JSON.stringify(body.detail);
     } catch {
       return `HTTP ${response.status}`;
     }
