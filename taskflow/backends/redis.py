@@ -13,7 +13,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import parse_url
@@ -27,6 +27,7 @@ from taskflow.backends.codec import decode_record, encode_record_bytes
 from taskflow.backends.redis_keys import DEFAULT_PREFIX, RedisKeys
 from taskflow.backends.redis_pack import with_hiredis_packing
 from taskflow.backends.redis_stream import call_streamed
+from taskflow.backends.registry import mask_url
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import Page, TaskQuery, make_page, sort_ts
 
@@ -354,8 +355,17 @@ class RedisBackend(SnapshotBackend):
 
 def check_url(url: str) -> None:
     """Raise ``ValueError`` naming what is wrong with a Redis URL, without connecting."""
-    shown = mask_url(url) if isinstance(url, str) else repr(url)
-    parts = urlsplit(url)
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"Redis URL {shown!r} cannot be parsed: {exc}") from None
+    if "@" in parts.path or "@" in parts.query:
+        # An unescaped "/" in the password ends the host early: say so, and show no part of it.
+        raise ValueError(
+            f"Redis URL {shown!r} has an '@' after its host; escape '/' and '@' in the "
+            "password as %2F and %40"
+        )
     if parts.scheme not in _SCHEMES:
         raise ValueError(f"Redis URL {shown!r} has scheme {parts.scheme!r}; use one of {_SCHEMES}")
     query = parse_qs(parts.query)
@@ -378,21 +388,6 @@ def check_url(url: str) -> None:
         parse_url(url)  # the options redis-py reads from the query string
     except ValueError as exc:
         raise ValueError(f"Redis URL {shown!r}: {exc}") from None
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (in the user info or a ``password=`` option) replaced."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}:***@{host}"
-    query = "&".join(
-        "password=***" if item.lower().startswith("password=") else item
-        for item in parts.query.split("&")
-        if item
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _epoch(moment: datetime) -> float:

@@ -21,6 +21,7 @@ import aiosqlite
 from taskflow.backends import sqlite_cluster as cluster
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.codec import decode_record
+from taskflow.backends.registry import mask_url
 from taskflow.backends.sqlite_schema import check_identity, not_taskflow, prepare_schema
 from taskflow.backends.sqlite_sql import (
     COUNT_BY_FUNC,
@@ -99,20 +100,23 @@ class SqliteBackend(SnapshotBackend):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteBackend:
         """``sqlite:///relative/tasks.db`` or ``sqlite:////absolute/tasks.db`` (as SQLAlchemy)."""
+        shown = mask_url(url)
         scheme, _, rest = url.partition(":")
         if scheme.lower() != "sqlite" or not rest.startswith("//"):
-            raise ValueError(f"SQLite URL {url!r} must look like sqlite:///path/to/tasks.db")
+            raise ValueError(f"SQLite URL {shown!r} must look like sqlite:///path/to/tasks.db")
         parts = urlsplit(url)
         if parts.netloc:
             raise ValueError(
-                f"SQLite URL {url!r} names a host ({parts.netloc!r}); SQLite files are local: "
-                "use three slashes, sqlite:///path/to/tasks.db"
+                f"SQLite URL {shown!r} names a host; SQLite files are local: use three slashes, "
+                "sqlite:///path/to/tasks.db"
             )
         if parts.query or parts.fragment:
-            raise ValueError(f"SQLite URL {url!r} has a query or fragment; none is supported")
+            raise ValueError(f"SQLite URL {shown!r} has a query or fragment; none is supported")
         path = unquote(parts.path)[1:]  # drop the "/" that ends the (empty) authority
         if not path:
-            raise ValueError(f"SQLite URL {url!r} has no file path; use sqlite:///path/to/tasks.db")
+            raise ValueError(
+                f"SQLite URL {shown!r} has no file path; use sqlite:///path/to/tasks.db"
+            )
         return cls(path, **options)
 
     def describe(self) -> str:
