@@ -16,6 +16,7 @@ from taskflow.api import build_router
 from taskflow.auth import AdminAuth
 from taskflow.dashboard import build_dashboard_router
 from taskflow.gate import RouteGate
+from taskflow.headers import AdminHeaders
 from taskflow.injection import ManagerContextMiddleware, install
 from taskflow.manager import TaskManager
 from taskflow.stream import build_stream_router
@@ -37,6 +38,8 @@ class TaskAdmin:
     * with ``admin_token``, the API, the dashboard and the stream require it (bearer token or
       the login form's session cookie, see :mod:`taskflow.auth`); the health endpoints stay
       open. Without one, a warning at startup says that everything under ``path`` is open.
+    * every response under ``path`` and of the health endpoints says ``no-store`` and
+      ``nosniff`` (:mod:`taskflow.headers`): they carry arguments and tracebacks.
     * with ``auto_install`` (default), routes that declare ``background_tasks: BackgroundTasks``
       get a managed instance whose ``add_task`` returns the task id.
     """
@@ -69,6 +72,7 @@ class TaskAdmin:
         # One gate in the place the routes had: the app's routes added after it pay one string
         # check for all of them (routes added before it still match first).
         app.router.routes.append(RouteGate(self.path, exact, routes))
+        app.add_middleware(AdminHeaders, prefix=self.path, exact=exact)
         if auto_install:
             install()
         # Also without auto_install: Depends(task_manager.get_tasks) relies on it for durable

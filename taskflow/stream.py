@@ -11,7 +11,8 @@ Every event's data is JSON; nothing repeats the whole list, clients patch what t
     event: bye         the server is shutting down; the browser reconnects by itself
     : ping             a comment every ``heartbeat`` seconds keeps proxies from closing the stream
 
-The response sends ``X-Accel-Buffering: no`` so nginx passes each event on at once.
+The response sends ``X-Accel-Buffering: no`` so nginx passes each event on at once, and
+``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ TICK_SECONDS = 0.5
 RETRY_MS = 2000
 #: Most queued messages written in one chunk.
 BATCH = 100
-#: Sent with every stream: no caching, and no buffering in nginx (it honours this header).
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: Sent with every stream: never stored (events carry arguments and errors), and no buffering
+#: in nginx (it honours this header).
+HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 def build_stream_router(hub: StreamHub, *, heartbeat: float = 15.0) -> APIRouter:
