@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -351,6 +352,20 @@ class RedisBackend(SnapshotBackend):
             yield
         except (RedisError, OSError) as exc:
             raise BackendError(f"Redis {action} failed on {self.describe()}: {exc}") from exc
+
+    # -- revoked dashboard sessions (see SnapshotBackend) -----------------------------------
+
+    async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        # A relative TTL from this host's clock, the clock that judges a session's age here.
+        ttl_ms = int((_epoch(expires_at) - time.time()) * 1000)
+        if ttl_ms <= 0:
+            return
+        with self._errors("revoke session"):
+            await self._require().set(self.keys.revoked(session_id), "1", px=ttl_ms)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        with self._errors("session check"):
+            return bool(await self._require().exists(self.keys.revoked(session_id)))
 
 
 def check_url(url: str) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from taskflow.backends import sqlite_cluster as cluster
+from taskflow.backends import sqlite_sessions as sessions
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.codec import decode_record
 from taskflow.backends.registry import mask_url
@@ -350,3 +352,17 @@ class SqliteBackend(SnapshotBackend):
                 return await call(conn)
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite {action} failed on {self.path}: {exc}") from exc
+
+    # -- revoked dashboard sessions (see SnapshotBackend); the SQL lives in sqlite_sessions ----
+
+    async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        expires_ts, now = epoch(expires_at), time.time()
+        await self._run(
+            "revoke session",
+            lambda c: sessions.revoke(c, session_id, expires_ts, now),
+            write=True,
+        )
+
+    async def session_revoked(self, session_id: str) -> bool:
+        now = time.time()
+        return await self._run("session check", lambda c: sessions.revoked(c, session_id, now))
