@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Mount
 
 from taskflow.api import build_router
-from taskflow.auth import AdminAuth
+from taskflow.auth import AdminAuth, Revocations
 from taskflow.dashboard import build_dashboard_router
 from taskflow.gate import RouteGate
 from taskflow.headers import AdminHeaders
@@ -59,7 +59,8 @@ class TaskAdmin:
         self.app = app
         self.manager = task_manager
         self.path = "/" + path.strip("/")
-        self.auth = AdminAuth(admin_token)
+        # Logouts are stored in the manager's backend, so they end the session on every instance.
+        self.auth = AdminAuth(admin_token, revocations=Revocations(task_manager.backend))
         if display_func_args:
             task_manager.display_func_args = True
         self.stream_hub = StreamHub(task_manager)

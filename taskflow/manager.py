@@ -132,6 +132,11 @@ class TaskManager:
         return self._instance_id or default_instance_id()
 
     @property
+    def backend(self) -> SnapshotBackend | None:
+        """The shared history backend, or ``None`` when records live in this process only."""
+        return self._scheduler.backend
+
+    @property
     def ready(self) -> bool:
         """Accepting work and the backend (if any) reachable: what ``/readyz`` reports."""
         return self._started and not self.draining and self._scheduler.ready
