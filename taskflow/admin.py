@@ -90,7 +90,7 @@ class TaskAdmin:
         if dashboard:
             # Before the API routes, whose GET /{task_id} would match these paths too.
             admin.include_router(build_dashboard_router(self.auth, self.path))
-            stream = build_stream_router(self.stream_hub, heartbeat=stream_heartbeat)
+            stream = build_stream_router(self.stream_hub, self.auth, heartbeat=stream_heartbeat)
             admin.include_router(stream, dependencies=guarded)
         api = build_router(manager, root="/")
         admin.include_router(api, dependencies=guarded)

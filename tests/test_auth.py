@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import re
 import time
@@ -379,3 +380,52 @@ async def test_a_proxys_basic_auth_does_not_hide_the_session(secured):
     assert (await client.get("/tasks", headers=basic)).status_code == 200
     csrf = {**basic, "X-CSRF-Token": client.cookies[CSRF_COOKIE]}
     assert (await client.post("/tasks/logout", headers=csrf)).status_code == 204
+
+
+@pytest.fixture
+async def beating() -> AsyncIterator[tuple[FastAPI, TaskAdmin, httpx.AsyncClient]]:
+    """A secured app whose stream beats every 0.1 s (and so re-checks its session as often)."""
+    app = FastAPI()
+    manager = TaskManager(shutdown_timeout=0.2)
+    admin = TaskAdmin(app, manager, admin_token=TOKEN, stream_heartbeat=0.1)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield app, admin, client
+
+
+def session_ended(frame) -> bool:
+    return frame.event == "bye" and json.loads(frame.data) == {"reason": "session ended"}
+
+
+async def test_the_stream_closes_when_its_session_is_revoked(beating):
+    app, _, client = beating
+    await login(client)
+    cookie = {"cookie": f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}"}
+    async with EventStream(app, "/tasks/stream", headers=cookie) as stream:
+        await stream.until(lambda f: f.event == "hello")
+        await stream.until(lambda f: f.comment == "ping")  # alive while the session is
+        csrf = {"X-CSRF-Token": client.cookies[CSRF_COOKIE]}
+        assert (await client.post("/tasks/logout", headers=csrf)).status_code == 204
+        await stream.until(session_ended, timeout=1.0)
+        assert await stream.next(timeout=1.0) is None  # and the response ends
+
+
+async def test_the_stream_closes_when_its_session_expires(beating):
+    app, admin, _ = beating
+    almost_expired = admin.auth.new_session(now=time.time() - SESSION_MAX_AGE + 0.5)
+    cookie = {"cookie": f"{SESSION_COOKIE}={almost_expired}"}
+    async with EventStream(app, "/tasks/stream", headers=cookie) as stream:
+        assert stream.status == 200
+        await stream.until(lambda f: f.event == "hello")
+        await stream.until(session_ended, timeout=2.0)
+        assert await stream.next(timeout=1.0) is None
+
+
+async def test_a_bearer_stream_is_not_cut_by_session_checks(beating):
+    app, _, _ = beating
+    async with EventStream(app, "/tasks/stream", headers=BEARER) as stream:
+        await stream.until(lambda f: f.event == "hello")
+        for _ in range(5):
+            frame = await stream.until(lambda f: f.comment == "ping" or f.event == "bye")
+            assert frame.comment == "ping"
