@@ -3,12 +3,21 @@
 * :mod:`~taskflow.auth.guard`: :class:`AdminAuth`, the credentials a request may carry (bearer
   token or session cookie), CSRF and origin checks, the FastAPI dependency;
 * :mod:`~taskflow.auth.sessions`: the signed session cookie and its scrypt-derived key;
-* :mod:`~taskflow.auth.revocation`: logouts, refused on every instance through the backend.
+* :mod:`~taskflow.auth.revocation`: logouts, refused on every instance through the backend;
+* :mod:`~taskflow.auth.limits`: failed attempts at the token, limited per address and in total.
 """
 
 from __future__ import annotations
 
-from taskflow.auth.guard import BEARER, UNSAFE_METHODS, AdminAuth, Credential, cross_site
+from taskflow.auth.guard import (
+    BEARER,
+    UNSAFE_METHODS,
+    AdminAuth,
+    Credential,
+    client_address,
+    cross_site,
+)
+from taskflow.auth.limits import LoginLimiter, TooManyAttempts
 from taskflow.auth.revocation import Revocations
 from taskflow.auth.sessions import (
     CLOCK_SKEW,
@@ -30,8 +39,11 @@ __all__ = [
     "UNSAFE_METHODS",
     "AdminAuth",
     "Credential",
+    "LoginLimiter",
     "Revocations",
     "Session",
     "SessionSigner",
+    "TooManyAttempts",
+    "client_address",
     "cross_site",
 ]

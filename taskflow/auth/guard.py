@@ -9,9 +9,11 @@ With an admin token set, a request is let in when it carries
   that has not expired and was not ended by a logout on any instance
   (:mod:`taskflow.auth.revocation`).
 
-Requests that change state and authenticate with the cookie must also send the CSRF token
-(``X-CSRF-Token``, equal to the readable ``taskflow_csrf`` cookie and bound to the session by an
-HMAC) and come from the same origin. Tokens are compared in constant time.
+Failed attempts at the token are limited per client address and in total
+(:mod:`taskflow.auth.limits`). Requests that change state and authenticate with the cookie must
+also send the CSRF token (``X-CSRF-Token``, equal to the readable ``taskflow_csrf`` cookie and
+bound to the session by an HMAC) and come from the same origin. Tokens are compared in constant
+time.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from urllib.parse import urlsplit
 from fastapi import HTTPException, Request
 from starlette.responses import Response
 
+from taskflow.auth.limits import LoginLimiter, TooManyAttempts
 from taskflow.auth.revocation import Revocations
 from taskflow.auth.sessions import (
     CSRF_COOKIE,
@@ -44,6 +47,11 @@ Credential = Session | Literal["bearer"]
 
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the server reports it (behind a trusted proxy: the real one)."""
+    return request.client.host if request.client else "unknown"
 
 
 def cross_site(request: Request) -> bool:
@@ -88,12 +96,14 @@ class AdminAuth:
         token: str | None,
         *,
         revocations: Revocations | None = None,
+        limiter: LoginLimiter | None = None,
     ) -> None:
         if token is not None and not token.strip():
             raise ValueError("admin_token must not be empty; pass None to leave the admin open")
         self._token = token
         self._signer = SessionSigner(token) if token is not None else None
         self.revocations = revocations if revocations is not None else Revocations(None)
+        self.limiter = limiter if limiter is not None else LoginLimiter()
 
     @property
     def enabled(self) -> bool:
@@ -106,6 +116,19 @@ class AdminAuth:
         if self._token is None:
             return False
         return hmac.compare_digest(_digest(given), _digest(self._token))
+
+    def attempt(self, request: Request, given: str) -> bool:
+        """Check a token a client presents, counting a failure against its address.
+
+        Raises :class:`TooManyAttempts` while the address, or everyone, is over the limit: then
+        the token is not compared at all.
+        """
+        address = client_address(request)
+        self.limiter.check(address)
+        if self.token_matches(given):
+            return True
+        self.limiter.failed(address)
+        return False
 
     def new_session(self, now: float | None = None) -> str:
         """A new session cookie value."""
@@ -136,11 +159,12 @@ class AdminAuth:
     async def credential(self, request: Request) -> Credential | None:
         """:data:`BEARER` or the :class:`Session` when the request proves it knows the token.
 
-        A wrong bearer token is refused even when a valid cookie comes along.
+        A wrong bearer token is refused even when a valid cookie comes along. Raises
+        :class:`TooManyAttempts` for a bearer token from a client over the limit.
         """
         scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
         if scheme.lower() == "bearer":
-            return BEARER if self.token_matches(given.strip()) else None
+            return BEARER if self.attempt(request, given.strip()) else None
         return await self.session(request.cookies.get(SESSION_COOKIE))
 
     def csrf_ok(self, request: Request) -> bool:
@@ -157,14 +181,22 @@ class AdminAuth:
     # -- the FastAPI dependency ------------------------------------------------------------
 
     async def guard(self, request: Request) -> Credential | None:
-        """Dependency for the API and the stream: 401 without credentials, 403 for forgeries.
-        Returns how the request authenticated (None when the admin is open)."""
+        """Dependency for the API and the stream: 401 without credentials, 403 for forgeries,
+        429 while failed attempts are over the limit. Returns how the request authenticated
+        (None when the admin is open)."""
         unsafe = request.method in UNSAFE_METHODS
         if unsafe and cross_site(request):
             raise HTTPException(403, "cross-site request refused")
         if self._token is None:
             return None
-        credential = await self.credential(request)
+        try:
+            credential = await self.credential(request)
+        except TooManyAttempts as exc:
+            raise HTTPException(
+                429,
+                f"too many failed attempts with the admin token; try again in {exc.retry_after} s",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
         if credential is None:
             raise HTTPException(
                 401,

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from taskflow.auth import AdminAuth, Session, cross_site
+from taskflow.auth import AdminAuth, Session, TooManyAttempts, client_address, cross_site
 from taskflow.backends.base import BackendError
 
 logger = logging.getLogger("taskflow.auth")
@@ -86,11 +86,20 @@ class DashboardPages:
         body = _render("login.html", base=self.base(request), error=error)
         return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
+    def _too_many(self, request: Request, exc: TooManyAttempts) -> HTMLResponse:
+        message = f"Too many wrong tokens. Try again in {exc.retry_after} s."
+        page = self._login_page(request, message, 429)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
+
     async def dashboard(self, request: Request) -> Response:
         auth, csrf = self.auth, ""
         if auth.enabled:
             # The same test as the login form's, so the two never send a browser back and forth.
-            credential = await auth.credential(request)
+            try:
+                credential = await auth.credential(request)
+            except TooManyAttempts as exc:
+                return self._too_many(request, exc)
             if credential is None:
                 return self._to(request, "login")
             if isinstance(credential, Session):
@@ -117,7 +126,11 @@ class DashboardPages:
     async def login_form(self, request: Request) -> Response:
         if not self.auth.enabled:
             return self._to(request, "dashboard")
-        if await self.auth.credential(request) is not None:
+        try:
+            credential = await self.auth.credential(request)
+        except TooManyAttempts as exc:
+            return self._too_many(request, exc)
+        if credential is not None:
             return self._to(request, "dashboard")
         return self._login_page(request)
 
@@ -132,9 +145,12 @@ class DashboardPages:
             if len(body) > MAX_LOGIN_BODY:
                 return self._login_page(request, "That request was too large.", 413)
         form = parse_qs(body.decode("utf-8", "replace"))
-        if not self.auth.token_matches(form.get("token", [""])[0]):
-            client = request.client.host if request.client else "unknown"
-            logger.warning("taskflow dashboard: failed login from %s", client)
+        try:
+            right = self.auth.attempt(request, form.get("token", [""])[0])
+        except TooManyAttempts as exc:
+            return self._too_many(request, exc)
+        if not right:
+            logger.warning("taskflow dashboard: failed login from %s", client_address(request))
             await asyncio.sleep(FAILED_LOGIN_DELAY)  # a pause that holds no thread
             return self._login_page(request, "That token is not right.", 401)
         response = self._to(request, "dashboard")
