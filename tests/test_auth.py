@@ -413,12 +413,13 @@ async def test_the_stream_closes_when_its_session_is_revoked(beating):
 
 async def test_the_stream_closes_when_its_session_expires(beating):
     app, admin, _ = beating
-    almost_expired = admin.auth.new_session(now=time.time() - SESSION_MAX_AGE + 0.5)
+    # Issue times are whole seconds: this one has between 0.5 and 1.5 s left.
+    almost_expired = admin.auth.new_session(now=time.time() - SESSION_MAX_AGE + 1.5)
     cookie = {"cookie": f"{SESSION_COOKIE}={almost_expired}"}
     async with EventStream(app, "/tasks/stream", headers=cookie) as stream:
         assert stream.status == 200
         await stream.until(lambda f: f.event == "hello")
-        await stream.until(session_ended, timeout=2.0)
+        await stream.until(session_ended, timeout=3.0)
         assert await stream.next(timeout=1.0) is None
 
 
