@@ -103,6 +103,7 @@ async def test_bearer_guesses_count_and_are_refused_alike(limited):
         right = await guesser.get("/tasks", headers={"Authorization": f"Bearer {TOKEN}"})
         assert right.status_code == 429
         assert right.headers["retry-after"]
+        assert right.headers["cache-control"] == "no-store"
         assert "too many failed attempts" in right.json()["detail"]
         page = await guesser.get("/tasks/dashboard", headers={"Authorization": "Bearer x"})
         assert page.status_code == 429 and page.headers["retry-after"]
