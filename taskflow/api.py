@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from taskflow import metrics
@@ -54,7 +55,10 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
                 cursor=cursor,
             )
         except InvalidQuery as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+            # Raised as FastAPI's own validation error, so the 422 body is the one the OpenAPI
+            # schema documents (HTTPValidationError: a list of {loc, msg, type}).
+            error = {"type": "value_error", "loc": ("query", exc.field or "query"), "msg": str(exc)}
+            raise RequestValidationError([error]) from None
         # Instance and id prefix are not indexed by the backends: a bounded scan serves them.
         page = await scan(manager._scheduler, query, ExtraFilter(instance_id, id_contains))
         items = [present(manager, record) for record in page.records]

@@ -8,10 +8,13 @@ Every event's data is JSON; nothing repeats the whole list, clients patch what t
                         "source": "local" | "history", "task": <a record as GET /tasks/{id}>}
     event: metrics     the figures of GET /tasks/metrics that changed (absolute values; null: gone)
     event: resync      this client fell behind and events were dropped: reload the view
-    event: bye         the server is shutting down; the browser reconnects by itself
+    event: bye         {"reason": "shutdown"}: the server is shutting down; the browser
+                       reconnects by itself. {"reason": "session ended"}: the login session
+                       expired or was ended by a logout (checked at every heartbeat)
     : ping             a comment every ``heartbeat`` seconds keeps proxies from closing the stream
 
-The response sends ``X-Accel-Buffering: no`` so nginx passes each event on at once.
+The response sends ``X-Accel-Buffering: no`` so nginx passes each event on at once, and
+``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from taskflow.auth import AdminAuth, Credential
 from taskflow.streamhub import BYE, Message, StreamHub, Subscription
 
 #: Longest wait between checks for a shutdown or a departed client (seconds).
@@ -32,11 +36,15 @@ TICK_SECONDS = 0.5
 RETRY_MS = 2000
 #: Most queued messages written in one chunk.
 BATCH = 100
-#: Sent with every stream: no caching, and no buffering in nginx (it honours this header).
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+#: Sent with every stream: never stored (events carry arguments and errors), and no buffering
+#: in nginx (it honours this header).
+HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+#: Sent before the stream closes because its login session expired or was revoked.
+SESSION_ENDED = Message("bye", '{"reason": "session ended"}')
 
 
-def build_stream_router(hub: StreamHub, *, heartbeat: float = 15.0) -> APIRouter:
+def build_stream_router(hub: StreamHub, auth: AdminAuth, *, heartbeat: float = 15.0) -> APIRouter:
+    """The stream route; ``auth`` guards it and re-checks a session at every heartbeat."""
     if heartbeat <= 0:
         raise ValueError("the stream heartbeat must be greater than 0 seconds")
     router = APIRouter(tags=["taskflow"])
@@ -46,9 +54,16 @@ def build_stream_router(hub: StreamHub, *, heartbeat: float = 15.0) -> APIRouter
         summary="Live updates as server-sent events",
         response_class=StreamingResponse,
     )
-    async def stream(request: Request) -> StreamingResponse:
+    # Depends() as a default, not in Annotated: annotations are strings here, resolved against
+    # the module's names, and `auth` is not one of them.
+    async def stream(
+        request: Request, credential: Credential | None = Depends(auth.guard)
+    ) -> StreamingResponse:
+        async def alive() -> bool:
+            return await auth.still_valid(credential)
+
         return StreamingResponse(
-            events(hub, request, heartbeat), media_type="text/event-stream", headers=HEADERS
+            events(hub, request, heartbeat, alive), media_type="text/event-stream", headers=HEADERS
         )
 
     return router
@@ -70,8 +85,14 @@ async def _next(subscription: Subscription, timeout: float) -> list[Message]:
     return batch
 
 
-async def events(hub: StreamHub, request: Request, heartbeat: float) -> AsyncIterator[str]:
-    """The event stream of one client: hello, then updates and heartbeats until shutdown."""
+async def events(
+    hub: StreamHub,
+    request: Request,
+    heartbeat: float,
+    alive: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[str]:
+    """The event stream of one client: hello, then updates and heartbeats until shutdown, or
+    until ``alive()``, asked at every heartbeat, says the client's session has ended."""
     subscription = hub.subscribe()
     try:
         hello = {
@@ -89,6 +110,9 @@ async def events(hub: StreamHub, request: Request, heartbeat: float) -> AsyncIte
             if batch:
                 yield "".join(message.encode() for message in batch)
             if time.monotonic() >= next_beat:
+                if not await alive():
+                    yield SESSION_ENDED.encode()
+                    return
                 next_beat = time.monotonic() + heartbeat
                 yield ": ping\n\n"
             if await request.is_disconnected():

@@ -61,7 +61,7 @@ async def test_stream_headers_and_hello(live):
         assert stream.status == 200
         assert stream.response_headers["content-type"].startswith("text/event-stream")
         assert stream.response_headers["x-accel-buffering"] == "no"
-        assert stream.response_headers["cache-control"] == "no-cache"
+        assert stream.response_headers["cache-control"] == "no-store"
         hello = await stream.next()
         assert hello is not None and hello.event == "hello"
         assert hello.fields["retry"] == "2000"

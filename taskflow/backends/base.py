@@ -161,3 +161,20 @@ class SnapshotBackend(ABC):
         was stored. The check and the write are one atomic operation, so of several callers
         with the same id at once exactly one gets ``None``.
         """
+
+    # -- dashboard sessions ended by a logout, shared so that every instance refuses them -----
+
+    @abstractmethod
+    async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        """Record that the login session ``session_id`` was ended, until ``expires_at`` (the
+        moment it would have expired anyway; nothing is stored when that has passed).
+
+        Idempotent. Once it returns, :meth:`session_revoked` answers True for this id on every
+        instance that shares the store, until ``expires_at``. Entries past ``expires_at`` are
+        removed by the backend itself (a TTL, or pruned on the next revocation), so the storage
+        stays bounded by the logouts of one session lifetime.
+        """
+
+    @abstractmethod
+    async def session_revoked(self, session_id: str) -> bool:
+        """True when ``session_id`` was revoked and its ``expires_at`` has not passed (a read)."""

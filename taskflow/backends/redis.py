@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import parse_url
@@ -27,6 +28,7 @@ from taskflow.backends.codec import RecordCodec
 from taskflow.backends.redis_keys import DEFAULT_PREFIX, RedisKeys
 from taskflow.backends.redis_pack import with_hiredis_packing
 from taskflow.backends.redis_stream import call_streamed
+from taskflow.backends.registry import mask_url
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import Page, TaskQuery, make_page, sort_ts
 
@@ -354,11 +356,34 @@ class RedisBackend(SnapshotBackend):
         except (RedisError, OSError) as exc:
             raise BackendError(f"Redis {action} failed on {self.describe()}: {exc}") from exc
 
+    # -- revoked dashboard sessions (see SnapshotBackend) -----------------------------------
+
+    async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        # A relative TTL from this host's clock, the clock that judges a session's age here.
+        ttl_ms = int((_epoch(expires_at) - time.time()) * 1000)
+        if ttl_ms <= 0:
+            return
+        with self._errors("revoke session"):
+            await self._require().set(self.keys.revoked(session_id), "1", px=ttl_ms)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        with self._errors("session check"):
+            return bool(await self._require().exists(self.keys.revoked(session_id)))
+
 
 def check_url(url: str) -> None:
     """Raise ``ValueError`` naming what is wrong with a Redis URL, without connecting."""
-    shown = mask_url(url) if isinstance(url, str) else repr(url)
-    parts = urlsplit(url)
+    shown = mask_url(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"Redis URL {shown!r} cannot be parsed: {exc}") from None
+    if "@" in parts.path or "@" in parts.query:
+        # An unescaped "/" in the password ends the host early: say so, and show no part of it.
+        raise ValueError(
+            f"Redis URL {shown!r} has an '@' after its host; escape '/' and '@' in the "
+            "password as %2F and %40"
+        )
     if parts.scheme not in _SCHEMES:
         raise ValueError(f"Redis URL {shown!r} has scheme {parts.scheme!r}; use one of {_SCHEMES}")
     query = parse_qs(parts.query)
@@ -381,21 +406,6 @@ def check_url(url: str) -> None:
         parse_url(url)  # the options redis-py reads from the query string
     except ValueError as exc:
         raise ValueError(f"Redis URL {shown!r}: {exc}") from None
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password (in the user info or a ``password=`` option) replaced."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        user, _, host = netloc.rpartition("@")
-        netloc = f"{user.partition(':')[0]}:***@{host}"
-    query = "&".join(
-        "password=***" if item.lower().startswith("password=") else item
-        for item in parts.query.split("&")
-        if item
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _epoch(moment: datetime) -> float:

@@ -38,6 +38,9 @@ OWNERS = "owners"
 INSTANCES = "instances"
 #: Sorted set of registered instance ids scored by their last heartbeat (epoch seconds).
 HEARTBEATS = "heartbeats"
+#: String per dashboard session ended by a logout, ``revoked:<session id>``, with a TTL that
+#: ends when the session would have expired anyway: Redis drops it itself, nothing prunes.
+REVOKED = "revoked:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,9 @@ class RedisKeys:
     @property
     def heartbeats(self) -> str:
         return self.base + HEARTBEATS
+
+    def revoked(self, session_id: str) -> str:
+        return self.base + REVOKED + session_id
 
     @property
     def script_keys(self) -> list[str]:

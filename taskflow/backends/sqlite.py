@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,8 +20,10 @@ from urllib.parse import unquote, urlsplit
 import aiosqlite
 
 from taskflow.backends import sqlite_cluster as cluster
+from taskflow.backends import sqlite_sessions as sessions
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.codec import RecordCodec
+from taskflow.backends.registry import mask_url
 from taskflow.backends.sqlite_schema import check_identity, not_taskflow, prepare_schema
 from taskflow.backends.sqlite_sql import (
     COUNT_BY_FUNC,
@@ -102,20 +105,23 @@ class SqliteBackend(SnapshotBackend):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SqliteBackend:
         """``sqlite:///relative/tasks.db`` or ``sqlite:////absolute/tasks.db`` (as SQLAlchemy)."""
+        shown = mask_url(url)
         scheme, _, rest = url.partition(":")
         if scheme.lower() != "sqlite" or not rest.startswith("//"):
-            raise ValueError(f"SQLite URL {url!r} must look like sqlite:///path/to/tasks.db")
+            raise ValueError(f"SQLite URL {shown!r} must look like sqlite:///path/to/tasks.db")
         parts = urlsplit(url)
         if parts.netloc:
             raise ValueError(
-                f"SQLite URL {url!r} names a host ({parts.netloc!r}); SQLite files are local: "
-                "use three slashes, sqlite:///path/to/tasks.db"
+                f"SQLite URL {shown!r} names a host; SQLite files are local: use three slashes, "
+                "sqlite:///path/to/tasks.db"
             )
         if parts.query or parts.fragment:
-            raise ValueError(f"SQLite URL {url!r} has a query or fragment; none is supported")
+            raise ValueError(f"SQLite URL {shown!r} has a query or fragment; none is supported")
         path = unquote(parts.path)[1:]  # drop the "/" that ends the (empty) authority
         if not path:
-            raise ValueError(f"SQLite URL {url!r} has no file path; use sqlite:///path/to/tasks.db")
+            raise ValueError(
+                f"SQLite URL {shown!r} has no file path; use sqlite:///path/to/tasks.db"
+            )
         return cls(path, **options)
 
     def describe(self) -> str:
@@ -358,3 +364,17 @@ class SqliteBackend(SnapshotBackend):
                 return await call(conn)
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite {action} failed on {self.path}: {exc}") from exc
+
+    # -- revoked dashboard sessions (see SnapshotBackend); the SQL lives in sqlite_sessions ----
+
+    async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        expires_ts, now = epoch(expires_at), time.time()
+        await self._run(
+            "revoke session",
+            lambda c: sessions.revoke(c, session_id, expires_ts, now),
+            write=True,
+        )
+
+    async def session_revoked(self, session_id: str) -> bool:
+        now = time.time()
+        return await self._run("session check", lambda c: sessions.revoked(c, session_id, now))

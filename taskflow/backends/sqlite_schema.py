@@ -12,7 +12,7 @@ import aiosqlite
 from taskflow.backends.base import BackendError
 
 #: Schema this code reads and writes; files with a lower version are migrated on open.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Stored in the file header (``PRAGMA application_id``): the bytes "TFK1".
 APPLICATION_ID = 0x54464B31
 
@@ -67,10 +67,22 @@ _CREATE_V2 = (
     " WHERE status IN ('pending', 'running')",
 )
 
+# Version 3: dashboard sessions ended by a logout, kept until they would have expired, so that
+# every instance refuses them (see taskflow.auth.revocation).
+_CREATE_V3 = (
+    """
+    CREATE TABLE IF NOT EXISTS revoked_sessions (
+        session_id TEXT PRIMARY KEY NOT NULL,
+        expires_ts REAL NOT NULL  -- epoch seconds: when the session would have expired anyway
+    )
+    """,
+)
+
 #: Statements that take a file from version ``n`` (the key) to ``n + 1``.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: _CREATE_V1,
     1: _CREATE_V2,
+    2: _CREATE_V3,
 }
 
 
