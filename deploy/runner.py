@@ -47,7 +47,7 @@ from deploy.stack import (
     start,
     stop_all,
 )
-from taskflow.backends.registry import mask_url
+from taskflow.backends.urls import mask_url
 
 #: Where the load balancer listens unless told otherwise (the port of nginx/conf.d/listen.conf).
 DEFAULT_LB_PORT = 8080

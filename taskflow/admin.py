@@ -12,17 +12,17 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Mount
 
-from taskflow.api import build_router
-from taskflow.auth import AdminAuth, Revocations
 from taskflow.background import TasksMiddleware, install
 from taskflow.dashboard import build_dashboard_router
-from taskflow.gate import RouteGate
-from taskflow.headers import AdminHeaders
+from taskflow.dashboard.hub import StreamHub
+from taskflow.dashboard.stream import build_stream_router
 from taskflow.manager import TaskManager
-from taskflow.stream import build_stream_router
-from taskflow.streamhub import StreamHub
+from taskflow.web.api import build_router
+from taskflow.web.auth import AdminAuth, Revocations
+from taskflow.web.headers import AdminHeaders
+from taskflow.web.routing import RouteGate
 
-logger = logging.getLogger("taskflow.auth")
+logger = logging.getLogger("taskflow.web.auth")
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
@@ -36,10 +36,10 @@ class TaskAdmin:
     * with ``dashboard`` (default), the live dashboard at ``{path}/dashboard``, its event stream
       at ``{path}/stream`` (a heartbeat every ``stream_heartbeat`` seconds) and ``{path}/login``;
     * with ``admin_token``, the API, the dashboard and the stream require it (bearer token or
-      the login form's session cookie, see :mod:`taskflow.auth`); the health endpoints stay
+      the login form's session cookie, see :mod:`taskflow.web.auth`); the health endpoints stay
       open. Without one, a warning at startup says that everything under ``path`` is open.
     * every response under ``path`` and of the health endpoints says ``no-store`` and
-      ``nosniff`` (:mod:`taskflow.headers`): they carry arguments and tracebacks.
+      ``nosniff`` (:mod:`taskflow.web.headers`): they carry arguments and tracebacks.
     * with ``auto_install`` (default), routes that declare ``background_tasks: BackgroundTasks``
       get a managed instance whose ``add_task`` returns the task id.
     """

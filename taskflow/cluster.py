@@ -23,8 +23,8 @@ from datetime import timedelta
 from taskflow.backends.base import BackendError, InstanceInfo, SnapshotBackend
 from taskflow.events import EventBus, EventKind
 from taskflow.models import TaskRecord, TaskStatus, utcnow
+from taskflow.persistence.store import CallSpec, TaskStore
 from taskflow.runner import Runner
-from taskflow.store import CallSpec, TaskStore
 from taskflow.tasks import TaskRegistry
 
 logger = logging.getLogger("taskflow.cluster")

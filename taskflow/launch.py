@@ -18,9 +18,9 @@ from taskflow.backends.base import SnapshotBackend
 from taskflow.cluster import claim_key, idempotent_task_id
 from taskflow.events import EventBus, EventKind
 from taskflow.models import KEY_HOLDERS, TaskRecord, new_task_id
+from taskflow.persistence.scheduler import SnapshotScheduler
+from taskflow.persistence.store import CallSpec, TaskStore, approximate_size
 from taskflow.runner import Runner, interrupt_unstarted
-from taskflow.snapshot import SnapshotScheduler
-from taskflow.store import CallSpec, TaskStore, approximate_size
 from taskflow.tasks import TaskDefinition, TaskRegistry
 
 #: What starts an accepted task when awaited.

@@ -20,18 +20,18 @@ from taskflow.arguments import DEFAULT_MAX_STORED_BYTES
 from taskflow.backends.base import SnapshotBackend
 from taskflow.backends.cipher import ArgumentCipher
 from taskflow.backends.codec import RecordCodec
-from taskflow.backends.registry import backend_from_url, load_backend_class
+from taskflow.backends.urls import backend_from_url, load_backend_class
 from taskflow.background import ManagedBackgroundTasks, bind
 from taskflow.cluster import ClusterMonitor, Takeover, default_instance_id
 from taskflow.events import EventBus, EventKind
 from taskflow.launch import DONE, Acceptor, Launch
 from taskflow.models import TaskRecord, TaskStatus
+from taskflow.persistence.scheduler import SnapshotScheduler
+from taskflow.persistence.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
 from taskflow.query import TaskQuery
 from taskflow.retry import Retries
 from taskflow.runner import Runner
 from taskflow.shutdown import shut_down
-from taskflow.snapshot import SnapshotScheduler
-from taskflow.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
 from taskflow.tasks import RetryPolicy, TaskDefinition, TaskRegistry, adhoc_name
 
 logger = logging.getLogger("taskflow")

@@ -16,7 +16,7 @@ from taskflow.backends.codec import UnreadableRecord
 from taskflow.cluster import idempotent_task_id
 from taskflow.launch import Acceptor
 from taskflow.models import TaskRecord, TaskStatus
-from taskflow.store import CallSpec
+from taskflow.persistence.store import CallSpec
 
 #: Statuses a task can be retried from.
 RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.INTERRUPTED})

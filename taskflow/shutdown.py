@@ -24,9 +24,9 @@ from typing import Any
 
 from taskflow.cluster import ClusterMonitor, park
 from taskflow.models import TaskRecord, TaskStatus
+from taskflow.persistence.scheduler import SnapshotScheduler
+from taskflow.persistence.store import TaskStore
 from taskflow.runner import Runner, interrupt_unstarted
-from taskflow.snapshot import SnapshotScheduler
-from taskflow.store import TaskStore
 
 logger = logging.getLogger("taskflow")
 

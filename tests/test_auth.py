@@ -14,8 +14,8 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from taskflow import TaskAdmin, TaskManager
-from taskflow.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE, AdminAuth
 from taskflow.settings import Settings
+from taskflow.web.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE, AdminAuth
 from tests.helpers import wait_finished
 from tests.sse import EventStream
 
@@ -155,7 +155,7 @@ async def test_cookies_are_secure_over_https():
 
 async def test_a_wrong_token_in_the_login_form_sets_nothing(secured, caplog):
     _, _, client = secured
-    caplog.set_level(logging.WARNING, logger="taskflow.auth")
+    caplog.set_level(logging.WARNING, logger="taskflow.web.auth")
     response = await login(client, "guess")
     assert response.status_code == 401
     assert "not right" in response.text

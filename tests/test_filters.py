@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from taskflow import TaskAdmin, TaskManager, TaskQuery, TaskRecord, TaskStatus
 from taskflow.models import utcnow
-from taskflow.scan import ExtraFilter, scan
+from taskflow.persistence.scan import ExtraFilter, scan
 from tests.helpers import wait_finished
 
 

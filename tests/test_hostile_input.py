@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from taskflow import TaskAdmin, TaskManager
-from taskflow.auth import LoginLimiter
 from taskflow.backends.base import SnapshotBackend
 from taskflow.backends.sqlite import SqliteBackend
+from taskflow.web.auth import LoginLimiter
 from tests.helpers import wait_until_idle
 
 TOKEN = "hostile-input-test-token"

@@ -14,7 +14,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from taskflow import TaskAdmin, TaskManager
-from taskflow.streamhub import RESYNC, Message, Subscription, diff, server_is_exiting
+from taskflow.dashboard.hub import RESYNC, Message, Subscription, diff, server_is_exiting
 from tests.helpers import wait_finished
 from tests.sse import EventStream, Frame
 

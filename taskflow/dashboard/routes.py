@@ -13,10 +13,10 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from taskflow.auth import AdminAuth, Session, TooManyAttempts, client_address, cross_site
 from taskflow.backends.base import BackendError
+from taskflow.web.auth import AdminAuth, Session, TooManyAttempts, client_address, cross_site
 
-logger = logging.getLogger("taskflow.auth")
+logger = logging.getLogger("taskflow.web.auth")
 
 #: Files served under ``{path}/dashboard/``, with their media types (nothing else is).
 ASSETS = {

@@ -12,9 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from taskflow import TaskAdmin, TaskManager
-from taskflow.auth import LoginLimiter, TooManyAttempts
-from taskflow.auth.limits import PER_ADDRESS, TOTAL, WINDOW
 from taskflow.dashboard.routes import FAILED_LOGIN_DELAY
+from taskflow.web.auth import LoginLimiter, TooManyAttempts
+from taskflow.web.auth.limits import PER_ADDRESS, TOTAL, WINDOW
 
 TOKEN = "limits-test-token"
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from taskflow.auth.revocation import CHECK_SECONDS, Revocations
-from taskflow.auth.sessions import SessionSigner
 from taskflow.backends.base import BackendError
+from taskflow.web.auth.revocation import CHECK_SECONDS, Revocations
+from taskflow.web.auth.sessions import SessionSigner
 
 SIGNER = SessionSigner("revocation-test-token")
 
@@ -67,7 +67,7 @@ async def test_an_unreadable_backend_lets_sessions_in_and_says_so_once(two_insta
     ended_here, other = session(), session()
     await revocations.revoke(ended_here)
     await backend.close()  # every call now fails with BackendError
-    caplog.set_level(logging.WARNING, logger="taskflow.auth")
+    caplog.set_level(logging.WARNING, logger="taskflow.web.auth")
     for _ in range(3):
         assert not await revocations.revoked(other)
         assert await revocations.revoked(ended_here)  # still refused where it was ended

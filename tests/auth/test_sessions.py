@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from taskflow.auth import sessions
-from taskflow.auth.sessions import (
+from taskflow.web.auth import sessions
+from taskflow.web.auth.sessions import (
     KDF_LABEL,
     SESSION_MAX_AGE,
     Session,

@@ -15,7 +15,8 @@ from redis.crc import key_slot
 
 from taskflow.backends import backend_from_url
 from taskflow.backends.base import BackendError, SnapshotBackend
-from taskflow.backends.redis import SAVE_CHUNK, RedisBackend
+from taskflow.backends.redis import RedisBackend
+from taskflow.backends.redis.backend import SAVE_CHUNK
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.models import TaskRecord, TaskStatus
 from tests.backends.conftest import Store

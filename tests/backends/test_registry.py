@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from taskflow import TaskManager
 from taskflow.backends import RedisBackend, backend_from_url
-from taskflow.backends.registry import mask_url
+from taskflow.backends.urls import mask_url
 
 SECRET = "hunter2"
 

@@ -12,7 +12,7 @@ import pytest
 
 from taskflow.backends.base import SnapshotBackend
 from taskflow.backends.sqlite import SqliteBackend
-from taskflow.backends.sqlite_schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from taskflow.backends.sqlite.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 from tests.backends.conftest import Store, rec
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import httpx
 
-from taskflow.auth.revocation import CHECK_SECONDS
+from taskflow.web.auth.revocation import CHECK_SECONDS
 from tests.integration.history import wait_for
 
 APP = "tests.integration.apps.secured:app"

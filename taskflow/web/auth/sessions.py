@@ -1,7 +1,7 @@
 """Browser sessions: the signed cookie the login form issues, and the key that signs it.
 
 The session cookie is ``<issued>.<id>.<signature>``: its issue time (epoch seconds), a random
-id (what a logout revokes, see :mod:`taskflow.auth.revocation`) and an HMAC-SHA256 of both.
+id (what a logout revokes, see :mod:`taskflow.web.auth.revocation`) and an HMAC-SHA256 of both.
 
 The HMAC key is derived from the admin token with scrypt and a fixed label, once per process.
 Every instance that knows the token derives the same key, so any of them accepts a session

@@ -26,16 +26,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from taskflow import metrics
-from taskflow.api import present
 from taskflow.events import EventKind
 from taskflow.models import TaskRecord, utcnow
 from taskflow.query import TaskQuery
+from taskflow.web import metrics
+from taskflow.web.api import present
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
-logger = logging.getLogger("taskflow.stream")
+logger = logging.getLogger("taskflow.dashboard.stream")
 
 #: Seconds between reads of the shared backend for records written by other instances.
 POLL_SECONDS = 0.5

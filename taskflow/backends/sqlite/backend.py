@@ -19,13 +19,11 @@ from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
-from taskflow.backends import sqlite_cluster as cluster
-from taskflow.backends import sqlite_sessions as sessions
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.codec import RecordCodec
-from taskflow.backends.registry import mask_url
-from taskflow.backends.sqlite_schema import check_identity, not_taskflow, prepare_schema
-from taskflow.backends.sqlite_sql import (
+from taskflow.backends.sqlite import cluster, sessions
+from taskflow.backends.sqlite.schema import check_identity, not_taskflow, prepare_schema
+from taskflow.backends.sqlite.sql import (
     COUNT_BY_FUNC,
     COUNT_BY_STATUS,
     PRUNE_BEYOND,
@@ -37,7 +35,7 @@ from taskflow.backends.sqlite_sql import (
     select_sql,
     task_row,
 )
-from taskflow.backends.sqlite_txn import (
+from taskflow.backends.sqlite.txn import (
     Op,
     SyncOp,
     fetchall,
@@ -46,7 +44,8 @@ from taskflow.backends.sqlite_txn import (
     sync_transaction,
     transaction,
 )
-from taskflow.backends.sqlite_wal import SAFETY_AUTOCHECKPOINT_PAGES, Checkpointer
+from taskflow.backends.sqlite.wal import SAFETY_AUTOCHECKPOINT_PAGES, Checkpointer
+from taskflow.backends.urls import mask_url
 from taskflow.models import TaskRecord
 from taskflow.query import Page, TaskQuery, make_page
 
@@ -246,7 +245,7 @@ class SqliteBackend(SnapshotBackend):
 
         return await self._run("counts", lambda c: transaction(c, count, begin="BEGIN"))
 
-    # -- the cluster (see SnapshotBackend); the SQL lives in sqlite_cluster ------------------
+    # -- the cluster (see SnapshotBackend); the SQL lives in .cluster ------------------
 
     async def heartbeat(self, info: InstanceInfo) -> None:
         await self._run("heartbeat", lambda c: cluster.heartbeat(c, info), write=True)

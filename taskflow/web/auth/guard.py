@@ -5,12 +5,12 @@ With an admin token set, a request is let in when it carries
 
 * ``Authorization: Bearer <token>`` (API clients). Only the ``Bearer`` scheme is a token: a
   header with any other scheme (a proxy's own Basic auth) is ignored and the cookie decides;
-* or a session cookie issued by the login form (browsers; see :mod:`taskflow.auth.sessions`)
+* or a session cookie issued by the login form (browsers; see :mod:`taskflow.web.auth.sessions`)
   that has not expired and was not ended by a logout on any instance
-  (:mod:`taskflow.auth.revocation`).
+  (:mod:`taskflow.web.auth.revocation`).
 
 Failed attempts at the token are limited per client address and in total
-(:mod:`taskflow.auth.limits`). Requests that change state and authenticate with the cookie must
+(:mod:`taskflow.web.auth.limits`). Requests that change state and authenticate with the cookie must
 also send the CSRF token (``X-CSRF-Token``, equal to the readable ``taskflow_csrf`` cookie and
 bound to the session by an HMAC) and come from the same origin. Tokens are compared in constant
 time.
@@ -26,9 +26,9 @@ from urllib.parse import urlsplit
 from fastapi import HTTPException, Request
 from starlette.responses import Response
 
-from taskflow.auth.limits import LoginLimiter, TooManyAttempts
-from taskflow.auth.revocation import Revocations
-from taskflow.auth.sessions import (
+from taskflow.web.auth.limits import LoginLimiter, TooManyAttempts
+from taskflow.web.auth.revocation import Revocations
+from taskflow.web.auth.sessions import (
     CSRF_COOKIE,
     CSRF_HEADER,
     SESSION_COOKIE,

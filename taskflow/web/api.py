@@ -9,12 +9,12 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from taskflow import metrics
 from taskflow.backends.codec import UnreadableRecord
 from taskflow.models import TaskRecord
+from taskflow.persistence.scan import ExtraFilter, scan
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
 from taskflow.retry import RetryRefused
-from taskflow.scan import ExtraFilter, scan
+from taskflow.web import metrics
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager

@@ -15,7 +15,7 @@ from taskflow.models import TaskRecord
 from taskflow.query import Cursor, Page, TaskQuery, sort_ts
 
 if TYPE_CHECKING:
-    from taskflow.snapshot import SnapshotScheduler
+    from taskflow.persistence.scheduler import SnapshotScheduler
 
 #: Most records one request examines before it answers with a cursor to continue from.
 SCAN_BUDGET = 5_000

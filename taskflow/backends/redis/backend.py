@@ -1,7 +1,7 @@
 """Redis snapshot backend: any number of instances on any number of hosts share one history.
 
-Records are hashes, listings are sorted sets scored by sort time (see :mod:`redis_keys`), and
-every multi-key change is one Lua script call (see :mod:`redis_scripts`), so the indexes always
+Records are hashes, listings are sorted sets scored by sort time (see :mod:`.keys`), and
+every multi-key change is one Lua script call (see :mod:`.scripts`), so the indexes always
 agree with the records. Every Redis or network error surfaces as :class:`BackendError`.
 """
 
@@ -22,13 +22,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from taskflow.backends import redis_scripts
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.codec import RecordCodec
-from taskflow.backends.redis_keys import DEFAULT_PREFIX, RedisKeys
-from taskflow.backends.redis_pack import with_hiredis_packing
-from taskflow.backends.redis_stream import call_streamed
-from taskflow.backends.registry import mask_url
+from taskflow.backends.redis import scripts
+from taskflow.backends.redis.keys import DEFAULT_PREFIX, RedisKeys
+from taskflow.backends.redis.pack import with_hiredis_packing
+from taskflow.backends.redis.stream import call_streamed
+from taskflow.backends.urls import mask_url
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import Page, TaskQuery, make_page, sort_ts
 
@@ -127,7 +127,7 @@ class RedisBackend(SnapshotBackend):
         pool.connection_class = with_hiredis_packing(pool.connection_class)
         client = Redis(connection_pool=pool)
         self._scripts = {
-            name: client.register_script(getattr(redis_scripts, name))
+            name: client.register_script(getattr(scripts, name))
             for name in ("SAVE", "PAGE", "PRUNE", "CLAIM_LIVE", "EXPIRE_INSTANCES")
         }
         self._client = client
@@ -149,7 +149,7 @@ class RedisBackend(SnapshotBackend):
         await self._check_layout()
 
     async def _check_layout(self) -> None:
-        """Drop layout 1's extra indexes (see :mod:`redis_keys`) once, on the first answer.
+        """Drop layout 1's extra indexes (see :mod:`.keys`) once, on the first answer.
 
         Layout 2 keeps a subset of layout 1's indexes, so history written by an older version
         reads the same; what goes is what nothing maintains any more. UNLINK frees them in the
@@ -170,7 +170,7 @@ class RedisBackend(SnapshotBackend):
         """Upsert ``records``, each with all its index entries atomically.
 
         Up to :data:`SAVE_CHUNK` records go in one script call (all of them or none); a larger
-        batch goes as several calls streamed on one connection (see :mod:`redis_stream`),
+        batch goes as several calls streamed on one connection (see :mod:`.stream`),
         applied in order. If one fails, the others may still be stored, and saving the batch
         again is harmless.
         """

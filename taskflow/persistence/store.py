@@ -14,7 +14,7 @@ import orjson
 from taskflow.models import TaskRecord
 from taskflow.storable import storable
 
-logger = logging.getLogger("taskflow.store")
+logger = logging.getLogger("taskflow.persistence.store")
 
 #: What a finished record costs in memory besides its error, traceback and arguments (bytes;
 #: measured with tracemalloc: the dataclass, its datetimes and id strings, the dict entries).

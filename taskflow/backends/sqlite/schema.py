@@ -68,7 +68,7 @@ _CREATE_V2 = (
 )
 
 # Version 3: dashboard sessions ended by a logout, kept until they would have expired, so that
-# every instance refuses them (see taskflow.auth.revocation).
+# every instance refuses them (see taskflow.web.auth.revocation).
 _CREATE_V3 = (
     """
     CREATE TABLE IF NOT EXISTS revoked_sessions (

@@ -22,10 +22,10 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from taskflow.auth.sessions import Session
 from taskflow.backends.base import BackendError, SnapshotBackend
+from taskflow.web.auth.sessions import Session
 
-logger = logging.getLogger("taskflow.auth")
+logger = logging.getLogger("taskflow.web.auth")
 
 #: Longest an instance relies on an earlier "not revoked" answer (seconds).
 CHECK_SECONDS = 1.0

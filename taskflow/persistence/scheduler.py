@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from taskflow.backends.base import BackendError, SnapshotBackend
-from taskflow.barrier import WriteBarrier
 from taskflow.events import EventBus, EventKind
 from taskflow.models import TaskRecord, TaskStatus, new_task_id, utcnow
+from taskflow.persistence.barrier import WriteBarrier
+from taskflow.persistence.store import TaskStore
 from taskflow.query import Page, TaskQuery, merge_pages, page_of
-from taskflow.store import TaskStore
 
-logger = logging.getLogger("taskflow.snapshot")
+logger = logging.getLogger("taskflow.persistence.scheduler")
 
 T = TypeVar("T")
 

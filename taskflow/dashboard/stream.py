@@ -27,8 +27,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from taskflow.auth import AdminAuth, Credential
-from taskflow.streamhub import BYE, Message, StreamHub, Subscription
+from taskflow.dashboard.hub import BYE, Message, StreamHub, Subscription
+from taskflow.web.auth import AdminAuth, Credential
 
 #: Longest wait between checks for a shutdown or a departed client (seconds).
 TICK_SECONDS = 0.5

@@ -11,7 +11,7 @@ import aiosqlite
 
 from taskflow.backends.base import InstanceInfo
 from taskflow.backends.codec import RecordCodec
-from taskflow.backends.sqlite_sql import READ_COLUMNS, TASK_INSERT, epoch, read_row, task_row
+from taskflow.backends.sqlite.sql import READ_COLUMNS, TASK_INSERT, epoch, read_row, task_row
 from taskflow.models import TaskRecord
 
 logger = logging.getLogger("taskflow.backends.sqlite")
