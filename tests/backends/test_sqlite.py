@@ -17,9 +17,9 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from taskflow.backends.sqlite import backend as sqlite_backend
 from taskflow.backends.base import BackendError
 from taskflow.backends.sqlite import SqliteBackend
+from taskflow.backends.sqlite import backend as sqlite_backend
 from taskflow.backends.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
 from taskflow.backends.sqlite.sql import PRUNE_BEYOND, PRUNE_OLDER, select_sql
 from taskflow.models import TaskRecord, TaskStatus
