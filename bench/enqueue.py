@@ -114,7 +114,7 @@ async def throughput(app: FastAPI, manager: TaskManager | None) -> float:
         for _ in range(REQUESTS // CONCURRENCY):
             await asyncio.gather(*(call(app) for _ in range(CONCURRENCY)))
         if manager is not None:
-            while manager.store.live() or manager.store.unflushed():  # noqa: ASYNC110
+            while manager.live_tasks() or manager.persistence_stats()["unflushed"]:  # noqa: ASYNC110
                 await asyncio.sleep(0.001)
         return REQUESTS / (time.perf_counter() - started)
 

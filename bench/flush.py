@@ -1,4 +1,4 @@
-"""Group commit: one flush of 10,000 finished records through the snapshot scheduler."""
+"""Group commit: one flush of 10,000 finished records through the flusher."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import uuid
 from pathlib import Path
 
 from bench.common import finished_records, redis_url, report, summary, timed
-from taskflow import TaskManager
 from taskflow.backends import RedisBackend, SnapshotBackend, SqliteBackend
+from taskflow.events import EventBus
+from taskflow.persistence.flusher import Flusher
+from taskflow.persistence.health import BackendHealth
+from taskflow.persistence.store import TaskStore
 
 BATCH = 10_000
 REPEAT = 5
@@ -18,14 +21,14 @@ TARGET_SECONDS = 0.150
 
 
 async def flush_times(backend: SnapshotBackend) -> list[float]:
-    manager = TaskManager(snapshot_backend=backend, max_unflushed=BATCH * 2)
-    await manager.start()
+    # The group-commit flusher on its own, as the manager builds it, with no loop of its own
+    # running: only our flush calls write.
+    store = TaskStore(max_unflushed=BATCH * 2)
+    store.track_unflushed = True
+    health = BackendHealth(connected=True, reachable=True)
+    flusher = Flusher(store, EventBus(), backend, health, persist_live=False)
+    await backend.open()
     try:
-        scheduler = manager._scheduler
-        scheduler._closing = True  # measure our own flush calls, not the background loop's
-        scheduler._wake.set()
-        await asyncio.sleep(0.05)
-
         # Records that just finished (end times within the last second), as a flush sees them:
         # in the order they finished, which is the order the store hands them over. They are
         # made outside the timed part: only the flush itself is timed.
@@ -33,16 +36,16 @@ async def flush_times(backend: SnapshotBackend) -> list[float]:
         for _ in range(REPEAT):
             records = finished_records(BATCH, spread_seconds=1.0)
             for record in sorted(records, key=lambda r: r.sort_time):
-                manager.store.finish(record)
-            times += await timed(scheduler.flush, 1)
-            assert not manager.store.unflushed()
+                store.finish(record)
+            times += await timed(flusher.flush, 1)
+            assert not store.unflushed()
             # Give the loop a turn, as an application's loop has many between two flushes: the
             # work a flush leaves behind (SQLite's background WAL checkpoint) starts now and
             # runs beside the making of the next batch, not inside the next timed flush.
             await asyncio.sleep(0)
         return times
     finally:
-        await manager.stop()
+        await backend.close()
 
 
 async def main() -> None:

@@ -154,16 +154,7 @@ class TaskAdmin:
 
         @health.get("/readyz", include_in_schema=False)
         async def readyz() -> JSONResponse:
-            scheduler = manager._scheduler
-            body = {
-                "ready": manager.ready,
-                "draining": manager.draining,
-                "backend_reachable": scheduler.connected and scheduler.reachable,
-                "backend_writable": scheduler.writes_ok and not scheduler.stalled,
-                "backend_error": scheduler.last_error,
-                "unflushed": len(manager.store.unflushed_ids),
-                "instance_id": manager.instance_id,
-            }
-            return JSONResponse(body, status_code=200 if manager.ready else 503)
+            body = manager.readiness()
+            return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
         return [route for route in health.routes if isinstance(route, APIRoute)]

@@ -18,7 +18,7 @@ from taskflow.backends.base import SnapshotBackend
 from taskflow.cluster import claim_key, idempotent_task_id
 from taskflow.events import EventBus, EventKind
 from taskflow.models import KEY_HOLDERS, TaskRecord, new_task_id
-from taskflow.persistence.scheduler import SnapshotScheduler
+from taskflow.persistence import Persistence
 from taskflow.persistence.store import CallSpec, TaskStore, approximate_size
 from taskflow.runner import Runner, interrupt_unstarted
 from taskflow.tasks import TaskDefinition, TaskRegistry
@@ -58,7 +58,7 @@ class Acceptor:
         store: TaskStore,
         bus: EventBus,
         runner: Runner,
-        persistence: SnapshotScheduler,
+        persistence: Persistence,
         instance_id: Callable[[], str],
         max_args_bytes: int,
         durable_accept: bool,

@@ -23,12 +23,13 @@ from taskflow.backends.codec import RecordCodec
 from taskflow.backends.urls import backend_from_url, load_backend_class
 from taskflow.background import ManagedBackgroundTasks, bind
 from taskflow.cluster import ClusterMonitor, Takeover, default_instance_id
-from taskflow.events import EventBus, EventKind
+from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
 from taskflow.models import TaskRecord, TaskStatus
-from taskflow.persistence.scheduler import SnapshotScheduler
+from taskflow.persistence import Persistence
+from taskflow.persistence.history import Counts, ExtraFilter
 from taskflow.persistence.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
-from taskflow.query import TaskQuery
+from taskflow.query import Page, TaskQuery
 from taskflow.retry import Retries
 from taskflow.runner import Runner
 from taskflow.shutdown import shut_down
@@ -90,18 +91,18 @@ class TaskManager:
         self._instance_id = instance_id
         self.shutdown_timeout = shutdown_timeout
         self.requeue_pending = requeue_pending
-        self.registry = TaskRegistry()
-        self.store = TaskStore(
+        self._registry = TaskRegistry()
+        self._store = TaskStore(
             max_records=max_records,
             max_unflushed=max_unflushed,
             max_bytes=max_bytes,
             max_unflushed_bytes=max_unflushed_bytes,
         )
-        self.bus = EventBus()
-        self.bus.subscribe(self._on_event)
-        self._scheduler = SnapshotScheduler(
-            self.store,
-            self.bus,
+        self._bus = EventBus()
+        self._bus.subscribe(self._on_event)
+        self._scheduler = Persistence(
+            self._store,
+            self._bus,
             backend,
             interval=snapshot_interval,
             restore_limit=restore_limit,
@@ -109,11 +110,11 @@ class TaskManager:
             max_history=max_history,
             persist_live=persist_live,
         )
-        self._runner = Runner(self.bus, max_workers=max_workers, max_concurrency=max_concurrency)
+        self._runner = Runner(self._bus, max_workers=max_workers, max_concurrency=max_concurrency)
         self._acceptor = Acceptor(
-            registry=self.registry,
-            store=self.store,
-            bus=self.bus,
+            registry=self._registry,
+            store=self._store,
+            bus=self._bus,
             runner=self._runner,
             persistence=self._scheduler,
             instance_id=lambda: self.instance_id,
@@ -128,7 +129,7 @@ class TaskManager:
                 backend,
                 lambda: self.instance_id,
                 Takeover(
-                    self.registry, self.store, self.bus, self._runner, lambda: self.instance_id
+                    self._registry, self._store, self._bus, self._runner, lambda: self.instance_id
                 ),
                 heartbeat_interval=heartbeat_interval,
                 expiry=instance_expiry,
@@ -215,13 +216,20 @@ class TaskManager:
 
         def register(fn: F) -> F:
             task_name = name or getattr(fn, "__name__", None) or adhoc_name(fn)
-            self.registry.add(TaskDefinition(task_name, fn, policy, requeue_on_interrupt))
+            self._registry.add(TaskDefinition(task_name, fn, policy, requeue_on_interrupt))
             return fn
 
         return register(func) if func is not None else register
 
     def definition(self, name: str) -> TaskDefinition | None:
-        return self.registry.by_name(name)
+        """The task registered under ``name`` (its function and policies), or ``None``."""
+        return self._registry.by_name(name)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(kind, record)`` on the event loop at every lifecycle event of this
+        instance's tasks (created, started, retrying, finished); it must be quick and never
+        block. Returns the function that unsubscribes it."""
+        return self._bus.subscribe(listener)
 
     # -- submitting ------------------------------------------------------------------------
 
@@ -254,7 +262,7 @@ class TaskManager:
 
     def _on_event(self, kind: EventKind, record: TaskRecord) -> None:
         if kind is EventKind.FINISHED:
-            self.store.finish(record)
+            self._store.finish(record)
 
     async def flush(self) -> bool:
         """Write everything not yet written now (the flusher does so by itself within
@@ -268,6 +276,51 @@ class TaskManager:
         task); ``None`` when unknown. Raises
         :class:`~taskflow.backends.codec.UnreadableRecord` when it is stored but unreadable."""
         return await self._scheduler.aget(task_id)
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        """:meth:`aget` as a plain call. Called on the event loop (inside ``async def``), where
+        waiting for the backend would block every request, it answers from this instance's
+        memory only: await :meth:`aget` there for the whole cluster's history."""
+        return self._scheduler.history.get(task_id)
+
+    def live_tasks(self) -> list[TaskRecord]:
+        """This instance's tasks that are pending or running, from memory."""
+        return self._store.live()
+
+    async def apage(
+        self,
+        query: TaskQuery,
+        *,
+        instance_id: str | None = None,
+        id_contains: str | None = None,
+    ) -> Page:
+        """One page of history with its ``next_cursor`` (what ``GET /tasks`` serves).
+        ``instance_id`` and ``id_contains`` are not indexed by the backends: a bounded scan
+        serves them, and such a page may hold fewer records than ``limit`` (even none) with a
+        cursor to continue."""
+        return await self._scheduler.history.scan(query, ExtraFilter(instance_id, id_contains))
+
+    async def counts(self) -> Counts:
+        """Records by status and function over all stored history and this instance's own."""
+        return await self._scheduler.history.counts()
+
+    def persistence_stats(self) -> dict[str, Any]:
+        """Flush health and counters (the ``persistence`` part of ``GET /tasks/metrics``)."""
+        return self._scheduler.stats()
+
+    def readiness(self) -> dict[str, Any]:
+        """What ``GET /readyz`` answers: whether this instance should get traffic, and why."""
+        health = self._scheduler.health
+        persistent = self.persistent
+        return {
+            "ready": self.ready,
+            "draining": self.draining,
+            "backend_reachable": health.connected and health.reachable if persistent else True,
+            "backend_writable": health.writable if persistent else True,
+            "backend_error": health.last_error if persistent else None,
+            "unflushed": len(self._store.unflushed_ids),
+            "instance_id": self.instance_id,
+        }
 
     async def aquery(
         self,
@@ -340,7 +393,7 @@ class TaskManager:
         self.stopping.set()
         await shut_down(
             self._runner,
-            self.store,
+            self._store,
             self._cluster,
             self._scheduler,
             timeout=self.shutdown_timeout,

@@ -24,7 +24,7 @@ from typing import Any
 
 from taskflow.cluster import ClusterMonitor, park
 from taskflow.models import TaskRecord, TaskStatus
-from taskflow.persistence.scheduler import SnapshotScheduler
+from taskflow.persistence import Persistence
 from taskflow.persistence.store import TaskStore
 from taskflow.runner import Runner, interrupt_unstarted
 
@@ -46,7 +46,7 @@ async def shut_down(
     runner: Runner,
     store: TaskStore,
     cluster: ClusterMonitor | None,
-    persistence: SnapshotScheduler,
+    persistence: Persistence,
     *,
     timeout: float,
     requeue_pending: bool,
@@ -72,7 +72,7 @@ async def shut_down(
     )
 
 
-def _park(persistence: SnapshotScheduler) -> Callable[[TaskRecord], bool]:
+def _park(persistence: Persistence) -> Callable[[TaskRecord], bool]:
     def park_for_requeue(record: TaskRecord) -> bool:
         if not park(record):
             return False

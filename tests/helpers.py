@@ -12,7 +12,7 @@ async def wait_finished(manager: TaskManager, task_id: str, timeout: float = 5.0
     """Poll until the task reaches a terminal status; fail the test on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        record = manager.store.get(task_id)
+        record = manager.get(task_id)
         if record is not None and record.status.finished:
             return record
         await asyncio.sleep(0.005)
@@ -21,7 +21,7 @@ async def wait_finished(manager: TaskManager, task_id: str, timeout: float = 5.0
 
 async def wait_until_idle(manager: TaskManager, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while manager.store.live():
+    while manager.live_tasks():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{len(manager.store.live())} tasks still live after {timeout}s")
+            raise AssertionError(f"{len(manager.live_tasks())} tasks still live after {timeout}s")
         await asyncio.sleep(0.01)

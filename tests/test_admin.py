@@ -33,7 +33,7 @@ async def test_hooks_wrap_an_app_that_has_its_own_lifespan():
     async with app.router.lifespan_context(app) as state_dict:
         assert state_dict == {"greeting": "hi"}
         assert manager._started
-        for record in manager.store:
+        for record in manager.live_tasks():
             await wait_finished(manager, record.task_id)
     assert events == [
         "app-start(manager started=True)",
@@ -97,7 +97,7 @@ async def test_shutdown_interrupts_tasks_past_the_timeout_and_logs_one_summary(c
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             ids = (await client.post("/enqueue")).json()
         await wait_finished(manager, ids["quick"])
-    stuck_record = manager.store.get(ids["stuck"])
+    stuck_record = manager.get(ids["stuck"])
     assert stuck_record is not None and stuck_record.status is TaskStatus.INTERRUPTED
     summaries = [r.getMessage() for r in caplog.records if "taskflow shutdown" in r.getMessage()]
     assert len(summaries) == 1

@@ -182,7 +182,7 @@ async def test_retry_is_409_for_tasks_that_did_not_fail(api):
     ok_id = await enqueue(client, "send_email", "ok@x")
     running_id = await enqueue(client, "slow")
     await wait_finished(manager, ok_id)
-    while manager.store.get(running_id).status.value != "running":  # noqa: ASYNC110
+    while manager.get(running_id).status.value != "running":  # noqa: ASYNC110
         await asyncio.sleep(0.005)
     for task_id, state in ((ok_id, "success"), (running_id, "running")):
         response = await client.post(f"/tasks/{task_id}/retry")
@@ -194,7 +194,7 @@ async def test_retry_runs_from_the_stored_exact_arguments_once_memory_let_them_g
     manager, client = api
     failed_id = await enqueue(client, "charge", 7)
     await wait_finished(manager, failed_id)
-    assert manager.store.call_of(failed_id) is None  # the record's own arguments suffice
+    assert manager._store.call_of(failed_id) is None  # the record's own arguments suffice
     shown = (await client.get(f"/tasks/{failed_id}")).json()
     assert shown["rerunnable"] is True and shown["retryable"] is True
     assert "args" not in shown  # stored to run again, but shown only with display_func_args
@@ -214,7 +214,7 @@ async def test_a_second_retry_request_returns_the_first_retry_instead_of_startin
     second = await client.post(f"/tasks/{failed_id}/retry")  # a double click
     assert first.status_code == second.status_code == 202
     assert first.json()["task_id"] == second.json()["task_id"]
-    assert len([r for r in manager.store if r.retry_of == failed_id]) == 1
+    assert len([r for r in await manager.aquery() if r.retry_of == failed_id]) == 1
 
 
 async def test_retry_of_a_retry_that_failed_is_refused_with_the_way_on(api):
@@ -234,7 +234,7 @@ async def test_retry_is_409_when_the_arguments_are_no_longer_known(api):
     failed_id = await enqueue(client, "charge", 1, exact=False)
     await wait_finished(manager, failed_id)
     assert (await client.get(f"/tasks/{failed_id}")).json()["retryable"] is True  # in memory
-    manager.store._calls.clear()  # as after the record left memory and came back from history
+    manager._store._calls.clear()  # as after the record left memory and came back from history
     shown = (await client.get(f"/tasks/{failed_id}")).json()
     assert shown["rerunnable"] is False and shown["retryable"] is False
     response = await client.post(f"/tasks/{failed_id}/retry")

@@ -61,7 +61,7 @@ async def _route_stays_plain(app: FastAPI, manager: TaskManager, make_client) ->
     async for client in make_client(app):
         assert (await client.post("/x")).json() == {"result": None}
     assert ran == [1]
-    assert manager.store.live() == []
+    assert manager.live_tasks() == []
 
 
 async def test_app_without_taskadmin_keeps_plain_behaviour(manager, make_client):

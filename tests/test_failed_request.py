@@ -66,8 +66,8 @@ async def test_a_task_of_a_failed_request_is_recorded_as_never_run(
                 await client.post(path)
         else:
             assert (await client.post(path)).status_code == status
-        assert manager.store.live() == []
-        record = manager.store.get(ids[0])
+        assert manager.live_tasks() == []
+        record = manager.get(ids[0])
         assert record is not None
         assert (record.status, record.error) == (TaskStatus.INTERRUPTED, NEVER_RUN)
         shown = (await client.get(f"/tasks/{ids[0]}")).json()
@@ -100,7 +100,7 @@ async def test_with_durable_acceptance_the_never_run_record_is_stored(
     async for client in make_client(app):
         answer = await client.post("/refused")
         flushed = await manager.flush()
-        live = manager.store.live()
+        live = manager.live_tasks()
     # Asserted once the app has stopped: a failure then fails instead of leaving a live
     # record (and the backend's thread) behind.
     assert (answer.status_code, flushed, live) == (409, True, [])
@@ -139,8 +139,8 @@ async def test_an_idempotent_task_of_a_failed_request_leaves_the_stored_one_alon
         await other_instance.close()
         answer = await client.post("/refused-once")
         flushed = await manager.flush()
-        remembered = manager.store.get(ids[0]) if ids else None
-        live = manager.store.live()
+        remembered = manager.get(ids[0]) if ids else None
+        live = manager.live_tasks()
     assert (answer.status_code, flushed, live) == (409, True, [])
     assert ids == [done.task_id]
     assert remembered is None

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from taskflow import TaskAdmin, TaskManager, TaskQuery, TaskRecord, TaskStatus
 from taskflow.models import utcnow
-from taskflow.persistence.scan import ExtraFilter, scan
+from taskflow.persistence.history import ExtraFilter
 from tests.helpers import wait_finished
 
 
@@ -39,7 +39,7 @@ def history(count: int) -> list[TaskRecord]:
 @pytest.fixture
 async def filled(make_client):
     manager = TaskManager(max_records=1000)
-    manager.store.restore(history(60))
+    manager._store.restore(history(60))
     app = FastAPI()
     TaskAdmin(app, manager)
     async for client in make_client(app):
@@ -93,7 +93,7 @@ async def test_a_scan_stops_at_its_budget_and_continues_from_its_cursor(filled):
     cursor = None
     while True:
         query = TaskQuery.build(limit=10, cursor=cursor)
-        page = await scan(manager._scheduler, query, extra, budget=25)
+        page = await manager._scheduler.history.scan(query, extra, budget=25)
         pages.append(page)
         cursor = page.next_cursor
         if cursor is None:
@@ -126,7 +126,7 @@ async def test_metrics_count_a_running_task_once_when_live_records_are_stored(tm
 
     async with app.router.lifespan_context(app):
         task_id = manager.submit(wait_here)
-        while manager.store.get(task_id).status is not TaskStatus.RUNNING:  # noqa: ASYNC110
+        while manager.get(task_id).status is not TaskStatus.RUNNING:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         await manager.flush()  # the live record is now in the backend as well
         transport = httpx.ASGITransport(app=app)

@@ -29,7 +29,7 @@ async def test_a_burst_is_written_in_far_fewer_writes_than_tasks(tmp_path: Path)
             manager.submit(noop, i)
         await wait_until_idle(manager)
         deadline = time.monotonic() + 10
-        while manager.store.unflushed() and time.monotonic() < deadline:  # noqa: ASYNC110
+        while manager.persistence_stats()["unflushed"] and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         persistence = (await collect(manager))["persistence"]
     finally:

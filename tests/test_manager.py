@@ -93,9 +93,9 @@ async def test_100k_tasks_stay_within_the_store_bound_and_memory_stays_flat():
     finally:
         tracemalloc.stop()
         await manager.stop()
-    assert len(manager.store) == 2_000
-    assert not manager.store._calls  # exact arguments: the records hold them, not calls
-    assert all(r.status is TaskStatus.SUCCESS for r in manager.store)
+    assert len(manager._store) == 2_000
+    assert not manager._store._calls  # exact arguments: the records hold them, not calls
+    assert all(r.status is TaskStatus.SUCCESS for r in manager._store)
     # 80,000 more tasks through a full store: memory must not grow with the task count
     # (each record alone is ~1 KiB, so a leak would show as tens of MiB).
     assert grown < 512 * 1024, f"memory grew by {grown / 1024:.0f} KiB"
@@ -129,7 +129,7 @@ async def test_memory_is_bounded_by_bytes_for_large_arguments():
         tracemalloc.stop()
         await manager.stop()
     assert grown < 8 * 1024 * 1024, f"memory grew by {grown / 2**20:.0f} MiB for 200 tasks"
-    assert all(r.args[0].startswith("<arguments truncated: ") for r in manager.store)
+    assert all(r.args[0].startswith("<arguments truncated: ") for r in manager._store)
 
 
 async def test_the_finished_window_is_bounded_by_bytes_as_well_as_count():
@@ -143,6 +143,6 @@ async def test_the_finished_window_is_bounded_by_bytes_as_well_as_count():
         await wait_until_idle(manager)
     finally:
         await manager.stop()
-    assert manager.store.finished_bytes <= 4 * 1024 * 1024
-    assert 40 <= len(manager.store) <= 70  # ~61 KB each
-    assert all(record.rerunnable for record in manager.store)
+    assert manager._store.finished_bytes <= 4 * 1024 * 1024
+    assert 40 <= len(manager._store) <= 70  # ~61 KB each
+    assert all(record.rerunnable for record in manager._store)

@@ -32,7 +32,7 @@ async def test_a_task_submitted_just_before_shutdown_runs_during_the_drain():
     await manager.start()
     task_id = manager.submit(job, "late")
     await manager.stop()
-    record = manager.store.get(task_id)
+    record = manager.get(task_id)
     assert record is not None and record.status is TaskStatus.SUCCESS, record
     assert ran == ["late"]
 
@@ -51,7 +51,7 @@ async def test_the_task_of_a_response_sent_just_before_shutdown_runs_during_the_
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             task_id = (await client.post("/send")).json()["id"]
-    record = manager.store.get(task_id)
+    record = manager.get(task_id)
     assert record is not None and record.status is TaskStatus.SUCCESS, record
     assert ran == ["after-response"]
 
@@ -64,8 +64,8 @@ async def test_with_max_concurrency_a_task_waiting_for_a_slot_does_not_start_in_
     await asyncio.sleep(0)  # the first task takes the only slot
     waiting = manager.submit(job, "waiting")
     await manager.stop()
-    assert manager.store.get(first).status is TaskStatus.SUCCESS  # type: ignore[union-attr]
-    assert manager.store.get(waiting).status is TaskStatus.INTERRUPTED  # type: ignore[union-attr]
+    assert manager.get(first).status is TaskStatus.SUCCESS  # type: ignore[union-attr]
+    assert manager.get(waiting).status is TaskStatus.INTERRUPTED  # type: ignore[union-attr]
     assert ran == ["first"]
 
 
@@ -77,7 +77,7 @@ async def test_a_task_cut_off_before_its_first_step_is_counted_once(caplog):
     task_id = manager.submit(job, "cut off")
     caplog.set_level("INFO", logger="taskflow")
     await manager.stop()
-    assert manager.store.get(task_id).status is TaskStatus.INTERRUPTED  # type: ignore[union-attr]
+    assert manager.get(task_id).status is TaskStatus.INTERRUPTED  # type: ignore[union-attr]
     assert ran == []
     (summary,) = [r.getMessage() for r in caplog.records if "taskflow shutdown" in r.getMessage()]
     assert "0 tasks finished during drain, 1 interrupted" in summary, summary

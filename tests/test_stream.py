@@ -140,13 +140,13 @@ async def test_the_stream_ends_when_the_server_starts_shutting_down(live):
 
 
 async def test_a_disconnected_client_is_let_go(live):
-    listeners = len(live.manager.bus._listeners)
+    listeners = len(live.manager._bus._listeners)
     async with live.stream() as stream:
         await stream.until(lambda f: f.event == "hello")
         assert live.admin.stream_hub.clients == 1
-        assert len(live.manager.bus._listeners) == listeners + 1
+        assert len(live.manager._bus._listeners) == listeners + 1
     assert live.admin.stream_hub.clients == 0
-    assert len(live.manager.bus._listeners) == listeners  # no client, no listener, no polling
+    assert len(live.manager._bus._listeners) == listeners  # no client, no listener, no polling
     assert live.admin.stream_hub._pump is None
 
 

@@ -153,7 +153,7 @@ class StreamHub:
             self._stop()
 
     def _start(self) -> None:
-        self._unsubscribe = self.manager.bus.subscribe(self._on_event)
+        self._unsubscribe = self.manager.subscribe(self._on_event)
         self._pump = asyncio.get_running_loop().create_task(self._run(), name="taskflow-stream")
 
     def _stop(self) -> None:
@@ -219,10 +219,10 @@ class StreamHub:
     async def _poll(self, *, quiet_before: datetime | None) -> None:
         """Send records the backend has that were not sent yet; the first poll after the hub
         starts only notes those older than ``quiet_before`` (clients load them themselves)."""
-        if self.manager._scheduler.backend is None:
+        if not self.manager.persistent:
             return  # memory only: no other instance can add records, the event bus has them all
         since = utcnow() - timedelta(seconds=LOOKBACK_SECONDS)
-        page = await self.manager._scheduler.aquery(TaskQuery(limit=POLL_LIMIT, since=since))
+        page = await self.manager.apage(TaskQuery(limit=POLL_LIMIT, since=since))
         # Oldest first, so clients see a record's statuses in the order they happened.
         for record in reversed(page.records):
             quiet = quiet_before is not None and record.sort_time < quiet_before

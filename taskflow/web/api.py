@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 
 from taskflow.backends.codec import UnreadableRecord
 from taskflow.models import TaskRecord
-from taskflow.persistence.scan import ExtraFilter, scan
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
 from taskflow.retry import RetryRefused
 from taskflow.web import metrics
@@ -60,7 +59,7 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
             error = {"type": "value_error", "loc": ("query", exc.field or "query"), "msg": str(exc)}
             raise RequestValidationError([error]) from None
         # Instance and id prefix are not indexed by the backends: a bounded scan serves them.
-        page = await scan(manager._scheduler, query, ExtraFilter(instance_id, id_contains))
+        page = await manager.apage(query, instance_id=instance_id, id_contains=id_contains)
         items = [present(manager, record) for record in page.records]
         return {"items": items, "next_cursor": page.next_cursor}
 

@@ -122,7 +122,7 @@ def test_a_key_that_is_not_a_fernet_key_is_refused_without_echoing_it() -> None:
 
 
 def _charge(manager: TaskManager) -> Any:
-    definition = manager.registry.by_name("charge")
+    definition = manager.definition("charge")
     assert definition is not None
     return definition.func
 

@@ -111,8 +111,8 @@ async def test_a_record_that_cannot_be_encoded_is_quarantined_and_its_batch_stor
         poison = _finished("poison")
         poison.instance_id = b"\xff"  # type: ignore[assignment]  # bytes: nothing makes it safe
         for record in [*good[:10], poison, *good[10:]]:
-            manager.store.add(record)
-            manager.bus.publish(EventKind.FINISHED, record)
+            manager._store.add(record)
+            manager._bus.publish(EventKind.FINISHED, record)
         with caplog.at_level(logging.ERROR):
             assert await manager.flush()
         reader = store.make()
@@ -162,10 +162,10 @@ async def test_an_unexpected_error_in_a_write_is_logged_counted_and_retried(
             for task_id in ids:
                 await wait_finished(manager, task_id)
             deadline = asyncio.get_running_loop().time() + 5
-            while manager.store.unflushed() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            while manager._store.unflushed() and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         assert fault.calls >= 2
-        assert not manager.store.unflushed()
+        assert not manager._store.unflushed()
         assert "a bug in a backend" in caplog.text and "Traceback" in caplog.text
         persistence = (await _metrics(manager))["persistence"]
         assert persistence["flush_failures"] >= 1
@@ -304,8 +304,8 @@ async def _store_or_quarantine(make: Any, hostile: list[TaskRecord]) -> None:
     try:
         good = [_finished("plain") for _ in range(3)]
         for record in [good[0], *hostile, good[1], good[2]]:
-            manager.store.add(record)
-            manager.bus.publish(EventKind.FINISHED, record)
+            manager._store.add(record)
+            manager._bus.publish(EventKind.FINISHED, record)
         assert await manager.flush()
         await reader.open()
         stored_ids = set()
@@ -318,7 +318,7 @@ async def _store_or_quarantine(make: Any, hostile: list[TaskRecord]) -> None:
         # Every generated value can be made safe, so nothing needs the quarantine (which the
         # test above shows for a record that cannot be made safe).
         assert stored_ids == {r.task_id for r in [*hostile, *good]}
-        assert not manager.store.unflushed()
+        assert not manager._store.unflushed()
         listed = await reader.query(TaskQuery(limit=100))  # every stored record reads back
         assert stored_ids <= {r.task_id for r in listed.records}
     finally:
