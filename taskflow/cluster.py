@@ -93,12 +93,15 @@ class ClusterMonitor:
         self.claimed_total = 0
         self._started_at = utcnow()
         self._last_beat: float | None = None
+        #: Since when (monotonic) this instance's heartbeats have gone through without a gap.
+        self._seeing_since: float | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Register, take back what a previous process with this instance id left running,
         and start the heartbeat loop."""
         self._started_at = utcnow()
+        self._last_beat = self._seeing_since = None
         try:
             await asyncio.wait_for(self._register(), REGISTER_TIMEOUT)
         except Exception as exc:  # the app starts anyway; the heartbeat loop tries again
@@ -125,10 +128,19 @@ class ClusterMonitor:
             logger.warning("taskflow could not deregister %s: %s", self.instance_id(), exc)
 
     async def tick(self) -> int:
-        """One round: heartbeat, expire, claim. Returns how many records were claimed."""
+        """One round: heartbeat, expire, claim. Returns how many records were claimed.
+
+        Others are expired only once this instance's own heartbeats have gone through without
+        a gap for ``expiry`` seconds: after a stall of the backend that every instance shared
+        (a held lock, a paused server, a cut that healed), nobody could heartbeat, and whoever
+        beats first must not declare the others gone for a silence that was the backend's.
+        """
         await self._heartbeat()
-        now = utcnow()
-        expired = await self.backend.expire_instances(now - timedelta(seconds=self.expiry))
+        if not self._seen_long_enough():
+            expired: list[str] = []
+        else:
+            cutoff = utcnow() - timedelta(seconds=self.expiry)
+            expired = await self.backend.expire_instances(cutoff)
         for instance in expired:
             logger.warning(
                 "taskflow instance %s sent no heartbeat for %.0fs: claiming its tasks",
@@ -145,6 +157,10 @@ class ClusterMonitor:
             self._hand_over(records, owner)
         return claimed
 
+    def _seen_long_enough(self) -> bool:
+        since = self._seeing_since
+        return since is not None and time.monotonic() - since >= self.expiry
+
     def _hand_over(self, records: list[TaskRecord], owner: str) -> None:
         if records:
             self.claimed_total += len(records)
@@ -156,6 +172,9 @@ class ClusterMonitor:
         )
         await self.backend.heartbeat(info)
         now = time.monotonic()
+        gap = None if self._last_beat is None else now - self._last_beat
+        if self._seeing_since is None or (gap is not None and gap > 2 * self.heartbeat_interval):
+            self._seeing_since = now  # a heartbeat went missing: this instance was blind
         if self._last_beat is not None and now - self._last_beat > self.expiry:
             logger.warning(
                 "taskflow instance %s sent no heartbeat for %.0fs (instance_expiry %.0fs): "
