@@ -591,3 +591,55 @@ def test_frozen_instance_declared_gone_keeps_both_runs(run_server, shared_backen
     assert_nothing_stays_live(shared_backend)
     assert_both_runs_kept(shared_backend, tasks, log, gone, kept)
     assert DECLARED_GONE in victim.log(), "the returning instance did not say it was declared gone"
+
+
+# -- 6. every instance blocked by the same stall for longer than instance_expiry ------------
+
+#: How long the backend hangs in the shared-stall drill: past the expiry and the stall bound.
+SHARED_STALL = 6.0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_stall_every_instance_shares_declares_no_instance_gone(
+    request, run_server, tmp_path, locker, kind
+):
+    """No instance was silent while the others were heard: a hung backend that blocks every
+    instance's heartbeat alike (a held SQLite lock, a paused Redis) must not make the first
+    one to heartbeat after it declare the others gone and run their tasks a second time."""
+    log = tmp_path / "completions.log"
+    if kind == "sqlite":
+        history = sqlite_history(tmp_path / "tasks.db")
+        hang, heal = locker.lock, locker.release
+    else:
+        redis_server = request.getfixturevalue("private_redis")
+        history = redis_history(redis_server)
+        hang, heal = redis_server.pause, redis_server.unpause
+    env = {**history.env, **FAST, "TEST_COMPLETIONS": str(log)}
+    servers = [run_server(APP, env=env) for _ in range(2)]
+    owner: dict[str, str] = {}  # task id -> the instance that accepted it
+    with httpx.Client(timeout=10) as client:
+        for server in servers:
+            params = {"token": f"on-{server.port}", "count": 2, "seconds": SHARED_STALL + 2}
+            body = client.post(f"{server.url}/tracked", params=params).json()
+            owner.update(dict.fromkeys(body["task_ids"], body["instance_id"]))
+    with Probe(servers[0].url) as first, Probe(servers[1].url) as second:
+        time.sleep(0.5)
+        stalled = time.monotonic()
+        hang()
+        for probe in (first, second):
+            probe.wait_ready(False, stalled, DETECT_HUNG, "while the backend hangs")
+        time.sleep(max(0.0, stalled + SHARED_STALL - time.monotonic()))
+        healed = time.monotonic()
+        heal()
+        for probe in (first, second):
+            probe.wait_ready(True, healed, RECOVER_WITHIN, "after the backend is back")
+        time.sleep(1.0)
+    assert_accepted_stored(history, [*owner, *first.accepted, *second.accepted])
+    stored = history.stored()
+    ran = {i: (stored[i].status.value, stored[i].instance_id) for i in owner}
+    print(f"DRILL shared stall ({kind}): {ran}")
+    gone = [line for s in servers for line in s.log().splitlines() if "claiming its tasks" in line]
+    assert not gone, f"instances that all waited for the same backend declared others gone: {gone}"
+    assert ran == {i: ("success", instance) for i, instance in owner.items()}, ran
+    assert all(len(runs) == 1 for runs in completions(log).values()), completions(log)
