@@ -6,13 +6,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
+# `make run` needs the app's own extras only (the server, the backends); everything else, the
+# whole development toolchain (`make test`, `lint`, `loadtest`, `bench`).
+APP_STAMP := $(VENV)/.app-installed-stamp
+
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(APP_STAMP)
+
+$(APP_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[server,redis,encryption]'
+	touch $(APP_STAMP)
 
 # The fast layer first (in-process, real SQLite files and the test Redis), then the layer that
 # starts real server processes and sends them real signals.
@@ -40,7 +50,7 @@ WEB_CONCURRENCY ?= 2
 
 # The reference app with a few demo tasks, under gunicorn: WEB_CONCURRENCY workers sharing the
 # history in ./tasks.db (WAL SQLite; TASKFLOW_BACKEND_URL overrides). Each worker seeds its own.
-run: setup
+run: $(APP_STAMP)
 	@echo "taskflow reference app, $(WEB_CONCURRENCY) workers sharing one WAL SQLite file (Ctrl-C stops it)"
 	@echo "  dashboard: http://127.0.0.1:$(PORT)/tasks/dashboard"
 	@echo "  API:       http://127.0.0.1:$(PORT)/tasks"

@@ -40,14 +40,15 @@ INSTANCE_HEADER = "X-Taskflow-Instance"
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # TaskAdmin starts the manager before this runs, so tasks can be submitted here.
     if os.environ.get("TASKFLOW_DEMO_SEED", "").lower() in ("1", "true", "yes"):
-        # `make run` seeds a few tasks so a newcomer sees history in GET /tasks at once.
+        # `make run` seeds a few tasks so a newcomer sees history in GET /tasks at once. Every
+        # worker runs this; the idempotency keys make it four tasks for the whole stack.
         for func, arg in (
             (fast_task, 1),
             (slow_task, 0.5),
             (flaky_task, 2),
             (failing_task, "demo failure"),
         ):
-            task_manager.submit(func, arg)
+            task_manager.submit(func, arg, idempotency_key=f"demo-seed-{func.__name__}")
     # Everything the worker built at startup (imported modules, the app, its routes) lives as
     # long as the worker: keep it out of the garbage collector's full collections. Requests
     # held for durable acceptance survive the young generations, so full collections run

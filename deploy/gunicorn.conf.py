@@ -13,8 +13,10 @@ Besides the TASKFLOW_* contract (taskflow/settings.py) it reads, all optional:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
 from typing import Any
 
 from taskflow.settings import Settings
@@ -105,3 +107,97 @@ def post_fork(server: Any, worker: Any) -> None:
     base = os.environ.get("TASKFLOW_INSTANCE_ID", "").strip()
     if base:
         os.environ["TASKFLOW_INSTANCE_ID"] = f"{base}-{os.getpid()}"
+
+
+# -- signals ----------------------------------------------------------------------------------
+#
+# What each signal to the master does is in docs/operations.md ("Graceful shutdown"); the tests
+# in tests/integration/test_gunicorn_signals.py send each one to a real master. gunicorn stops
+# its workers with SIGTERM on SIGTERM and with SIGQUIT ("quick shutdown") on SIGINT and SIGQUIT,
+# and SIGKILLs whatever is left after graceful_timeout. The hooks below make every one of them a
+# drain, and a second signal to the master the end of the drain, as under plain uvicorn.
+
+#: The signals that stop the master.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+
+def when_ready(server: Any) -> None:
+    """Master side: a second stop signal cuts the workers' drain short, as under uvicorn.
+
+    The master only queues signals; while it waits for its workers to stop (Arbiter.stop) it
+    drops a second SIGTERM, and it turns a SIGINT or SIGQUIT after a SIGTERM into SIGQUIT to the
+    workers and SIGKILL two seconds later, whether their final flush is done or not. In front
+    of gunicorn's handler, the first stop signal goes on to it; any later one goes to every
+    worker as SIGTERM, which taskflow takes as the second signal that ends the drain (running
+    tasks are recorded interrupted, the final flush still runs), and not to gunicorn.
+    """
+    master = os.getpid()
+    gunicorn_handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    received = 0
+
+    def handle_stop(signum: int, frame: Any) -> None:
+        nonlocal received
+        received += 1
+        # Nothing is logged here: a signal handler may interrupt the master writing to its log
+        # (gunicorn's own handler only queues, for that reason). Each worker's summary line says
+        # "forced by a second signal".
+        if received == 1 or os.getpid() != master:  # a worker before its own signal setup
+            gunicorn_handlers[signum](signum, frame)
+            return
+        for pid in list(server.WORKERS):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handle_stop)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Worker side: SIGQUIT drains like SIGTERM, a clean stop logs nothing alarming."""
+    # uvicorn_worker answers SIGQUIT by calling the worker's handle_exit (its
+    # _install_sigquit_handler; encode/uvicorn#1116, benoitc/gunicorn#2604), which only clears
+    # gunicorn's ``alive`` flag that uvicorn never reads: the worker went on serving until the
+    # master SIGKILLed it. Start uvicorn's own graceful shutdown instead, exactly as SIGTERM
+    # does. When the worker is already stopping, SIGQUIT is no second signal: Ctrl-C gives every
+    # worker a SIGINT of its own and, at once, gunicorn's SIGQUIT, and that must not cut the
+    # drain short. A second signal to the master reaches the workers as SIGTERM (when_ready).
+    gunicorn_handle_exit = worker.handle_exit
+
+    def handle_quit(signum: int, frame: Any) -> None:
+        gunicorn_handle_exit(signum, frame)
+        if _uvicorn_serving():
+            signal.raise_signal(signal.SIGTERM)
+
+    worker.handle_exit = handle_quit
+
+    # uvicorn re-raises the signal that stopped it once it has shut down, with the handler it
+    # found, here SIG_DFL: a worker stopped by SIGINT dies of SIGINT, which the master logs as a
+    # warning ("Worker (pid:...) was sent SIGINT!"), one per worker at every Ctrl-C. Die of
+    # SIGTERM instead, which the master expects (logged at info). Dying of a signal rather than
+    # exiting is uvicorn's choice and a good one: threads still running a task cut off by a
+    # forced drain cannot hold the process up.
+    signal.signal(signal.SIGINT, _die_of_sigterm)
+
+    # gunicorn hands each worker its listeners wrapped in gunicorn.sock.BaseSocket. uvloop
+    # serves a socket given to create_server() by its file descriptor and, on close, detaches a
+    # plain socket.socket but close()s anything else, expecting EBADF; the wrapper catches that
+    # EBADF itself and logs "Error while closing socket [Errno 9] Bad file descriptor" at every
+    # stop (benoitc/gunicorn#1877, #3013; uvloop/handles/handle.pyx, UVSocketHandle._close).
+    # The wrapper's public ``sock`` is the plain socket: serving that one closes cleanly, under
+    # uvloop and plain asyncio alike. The master keeps its own wrappers.
+    worker.sockets = [getattr(listener, "sock", listener) for listener in worker.sockets]
+
+
+def _die_of_sigterm(signum: int, frame: Any) -> None:
+    signal.raise_signal(signal.SIGTERM)
+
+
+def _uvicorn_serving() -> bool:
+    """Whether uvicorn serves and has not begun to shut down.
+
+    uvicorn installs its bound ``Server.handle_exit`` as the SIGTERM handler while it serves
+    (uvicorn/server.py, ``capture_signals``) and sets ``should_exit`` on the first signal; during
+    taskflow's drain the handler is taskflow's own (taskflow/shutdown.py).
+    """
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return getattr(server, "should_exit", None) is False

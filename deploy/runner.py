@@ -47,6 +47,7 @@ from deploy.stack import (
     start,
     stop_all,
 )
+from taskflow.backends.urls import mask_url
 
 #: Where the load balancer listens unless told otherwise (the port of nginx/conf.d/listen.conf).
 DEFAULT_LB_PORT = 8080
@@ -84,7 +85,8 @@ def up(run_dir: Path, backend: str, instances: int, lb_port: int, app: str = DEF
         print(f"up failed: {exc}", file=sys.stderr)
         _down(run_dir, state)
         return 1
-    print(f"taskflow local stack is up: {instances} instances sharing {state.backend_url}")
+    shown = mask_url(state.backend_url)
+    print(f"taskflow local stack is up: {instances} instances sharing {shown}")
     return report(run_dir, state)
 
 
@@ -136,7 +138,7 @@ def report(run_dir: Path, state: State | None, as_json: bool = False) -> int:
     for r in rows:
         condition = "up" if r["ok"] else "DOWN" if not r["alive"] else f"UNHEALTHY ({r['health']})"
         print(f"  {r['name']:<8} pid {r['pid']:<8} {r['url']:<24} {condition}")
-    print(f"backend:       {state.backend_url}")
+    print(f"backend:       {mask_url(state.backend_url)}")
     print(f"load balancer: {state.lb_url}   dashboard: {state.lb_url}/tasks/dashboard")
     print(f"run folder:    {run_dir}")
     return 0 if healthy else 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskflow.admin import TaskAdmin
-from taskflow.injection import ManagedBackgroundTasks
+from taskflow.background import ManagedBackgroundTasks
 from taskflow.manager import TaskManager
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import InvalidQuery, Page, TaskQuery

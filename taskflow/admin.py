@@ -12,16 +12,17 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Mount
 
-from taskflow.api import build_router
-from taskflow.auth import AdminAuth
+from taskflow.background import TasksMiddleware, install
 from taskflow.dashboard import build_dashboard_router
-from taskflow.gate import RouteGate
-from taskflow.injection import ManagerContextMiddleware, install
+from taskflow.dashboard.hub import StreamHub
+from taskflow.dashboard.stream import build_stream_router
 from taskflow.manager import TaskManager
-from taskflow.stream import build_stream_router
-from taskflow.streamhub import StreamHub
+from taskflow.web.api import build_router
+from taskflow.web.auth import AdminAuth, Revocations
+from taskflow.web.headers import AdminHeaders
+from taskflow.web.routing import RouteGate
 
-logger = logging.getLogger("taskflow.auth")
+logger = logging.getLogger("taskflow.web.auth")
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
@@ -35,8 +36,10 @@ class TaskAdmin:
     * with ``dashboard`` (default), the live dashboard at ``{path}/dashboard``, its event stream
       at ``{path}/stream`` (a heartbeat every ``stream_heartbeat`` seconds) and ``{path}/login``;
     * with ``admin_token``, the API, the dashboard and the stream require it (bearer token or
-      the login form's session cookie, see :mod:`taskflow.auth`); the health endpoints stay
+      the login form's session cookie, see :mod:`taskflow.web.auth`); the health endpoints stay
       open. Without one, a warning at startup says that everything under ``path`` is open.
+    * every response under ``path`` and of the health endpoints says ``no-store`` and
+      ``nosniff`` (:mod:`taskflow.web.headers`): they carry arguments and tracebacks.
     * with ``auto_install`` (default), routes that declare ``background_tasks: BackgroundTasks``
       get a managed instance whose ``add_task`` returns the task id.
     """
@@ -56,7 +59,8 @@ class TaskAdmin:
         self.app = app
         self.manager = task_manager
         self.path = "/" + path.strip("/")
-        self.auth = AdminAuth(admin_token)
+        # Logouts are stored in the manager's backend, so they end the session on every instance.
+        self.auth = AdminAuth(admin_token, revocations=Revocations(task_manager.backend))
         if display_func_args:
             task_manager.display_func_args = True
         self.stream_hub = StreamHub(task_manager)
@@ -69,11 +73,12 @@ class TaskAdmin:
         # One gate in the place the routes had: the app's routes added after it pay one string
         # check for all of them (routes added before it still match first).
         app.router.routes.append(RouteGate(self.path, exact, routes))
+        app.add_middleware(AdminHeaders, prefix=self.path, exact=exact)
         if auto_install:
             install()
         # Also without auto_install: Depends(task_manager.get_tasks) relies on it for durable
         # acceptance and for the tasks of a request that raised.
-        app.add_middleware(ManagerContextMiddleware, manager=task_manager, inject=auto_install)
+        app.add_middleware(TasksMiddleware, acceptor=task_manager.acceptor, inject=auto_install)
         app.router.lifespan_context = self._wrap_lifespan(app.router.lifespan_context)
 
     def _admin_routes(
@@ -85,7 +90,7 @@ class TaskAdmin:
         if dashboard:
             # Before the API routes, whose GET /{task_id} would match these paths too.
             admin.include_router(build_dashboard_router(self.auth, self.path))
-            stream = build_stream_router(self.stream_hub, heartbeat=stream_heartbeat)
+            stream = build_stream_router(self.stream_hub, self.auth, heartbeat=stream_heartbeat)
             admin.include_router(stream, dependencies=guarded)
         api = build_router(manager, root="/")
         admin.include_router(api, dependencies=guarded)

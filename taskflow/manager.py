@@ -1,54 +1,42 @@
-"""TaskManager: configuration, the ``@task`` decorator, submitting, start and stop."""
+"""TaskManager: configuration, the ``@task`` decorator, submitting, retries, reading history,
+start and stop. It builds the parts and wires them, each handing work down:
+
+    acceptor (launch) -> runner -> events -> store / persistence -> backend
+    cluster monitor -> takeover -> runner;   shutdown -> runner, cluster, persistence
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from fastapi import BackgroundTasks
 
-from taskflow import recovery
 from taskflow.arguments import DEFAULT_MAX_STORED_BYTES
 from taskflow.backends.base import SnapshotBackend
 from taskflow.backends.cipher import ArgumentCipher
 from taskflow.backends.codec import RecordCodec
-from taskflow.backends.registry import backend_from_url, load_backend_class
-from taskflow.cluster import ClusterMonitor
-from taskflow.drain import drain
+from taskflow.backends.urls import backend_from_url, load_backend_class
+from taskflow.background import ManagedBackgroundTasks, bind
+from taskflow.cluster import ClusterMonitor, Takeover, default_instance_id
 from taskflow.events import EventBus, EventKind
-from taskflow.executor import RetryPolicy, execute
-from taskflow.identity import default_instance_id
-from taskflow.injection import ManagedBackgroundTasks, bind, note_launch
-from taskflow.launch import DONE, Launch
-from taskflow.models import (
-    TaskRecord,
-    TaskStatus,
-    new_task_id,
-)
+from taskflow.launch import DONE, Acceptor, Launch
+from taskflow.models import TaskRecord, TaskStatus
+from taskflow.persistence.scheduler import SnapshotScheduler
+from taskflow.persistence.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
 from taskflow.query import TaskQuery
-from taskflow.registry import TaskDefinition, TaskRegistry, adhoc_name
-from taskflow.retry import run_again
-from taskflow.snapshot import SnapshotScheduler
-from taskflow.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
-from taskflow.threads import DaemonThreadPool
+from taskflow.retry import Retries
+from taskflow.runner import Runner
+from taskflow.shutdown import shut_down
+from taskflow.tasks import RetryPolicy, TaskDefinition, TaskRegistry, adhoc_name
 
 logger = logging.getLogger("taskflow")
 
 F = TypeVar("F", bound=Callable[..., Any])
-Runner = Callable[[], Coroutine[Any, Any, None]]
-
-
-async def _nothing() -> None:
-    """The runner of an idempotent add_task whose key is already taken: nothing to run."""
-
-
-#: Statuses under which an idempotency key's task counts as already taken.
-_KEY_HOLDERS = (TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.SUCCESS)
 
 
 class TaskManager:
@@ -96,11 +84,13 @@ class TaskManager:
             backend = snapshot_backend
         if max_args_bytes < 0:
             raise ValueError("max_args_bytes must be >= 0 (0 keeps no arguments to run again)")
-        if backend is not None and args_keys:
-            backend.codec = RecordCodec(ArgumentCipher(args_keys))
-        #: Largest argument set kept to run a task again: stored exactly with the record (when
-        #: plain JSON) or, for a retry on this instance, kept in memory.
-        self.max_args_bytes = max_args_bytes
+        cipher = ArgumentCipher(args_keys) if args_keys else None
+        if backend is not None and cipher is not None:
+            backend.codec = RecordCodec(cipher)
+        self._instance_id = instance_id
+        self.shutdown_timeout = shutdown_timeout
+        self.requeue_pending = requeue_pending
+        self.registry = TaskRegistry()
         self.store = TaskStore(
             max_records=max_records,
             max_unflushed=max_unflushed,
@@ -108,6 +98,7 @@ class TaskManager:
             max_unflushed_bytes=max_unflushed_bytes,
         )
         self.bus = EventBus()
+        self.bus.subscribe(self._on_event)
         self._scheduler = SnapshotScheduler(
             self.store,
             self.bus,
@@ -118,34 +109,37 @@ class TaskManager:
             max_history=max_history,
             persist_live=persist_live,
         )
+        self._runner = Runner(self.bus, max_workers=max_workers, max_concurrency=max_concurrency)
+        self._acceptor = Acceptor(
+            registry=self.registry,
+            store=self.store,
+            bus=self.bus,
+            runner=self._runner,
+            persistence=self._scheduler,
+            instance_id=lambda: self.instance_id,
+            max_args_bytes=max_args_bytes,
+            durable_accept=durable_accept and persist_live and backend is not None,
+            accept_timeout=accept_timeout,
+        )
+        self._acceptor.display_args = display_func_args
+        self._retries = Retries(self._acceptor, self.aget)
         self._cluster = (
             ClusterMonitor(
                 backend,
                 lambda: self.instance_id,
-                lambda records, owner: recovery.adopt(self, records, owner),
+                Takeover(
+                    self.registry, self.store, self.bus, self._runner, lambda: self.instance_id
+                ),
                 heartbeat_interval=heartbeat_interval,
                 expiry=instance_expiry,
             )
             if backend is not None and persist_live
             else None
         )
-        self.requeue_pending = requeue_pending
-        self.durable_accept = durable_accept and persist_live and backend is not None
-        self.accept_timeout = accept_timeout
-        self.shutdown_timeout = shutdown_timeout
-        self.display_func_args = display_func_args
-        self.max_workers = max_workers
-        self._instance_id = instance_id
-        self.registry = TaskRegistry()
-        self._running: dict[asyncio.Future[None], TaskRecord] = {}
-        self.max_concurrency = max_concurrency
-        self._slots: asyncio.Semaphore | None = None
-        self._threads = DaemonThreadPool(max_workers)
         self._started = False
         self.draining = False
         #: Set as soon as :meth:`stop` begins, so long-lived readers (dashboard streams) end first.
         self.stopping = asyncio.Event()
-        self.bus.subscribe(self._on_event)
 
     @property
     def instance_id(self) -> str:
@@ -166,6 +160,22 @@ class TaskManager:
     def ready(self) -> bool:
         """Accepting work and the backend (if any) reachable: what ``/readyz`` reports."""
         return self._started and not self.draining and self._scheduler.ready
+
+    @property
+    def display_func_args(self) -> bool:
+        """Show task arguments in the API and the dashboard (and keep a display copy of those
+        that cannot be stored exactly)."""
+        return self._acceptor.display_args
+
+    @display_func_args.setter
+    def display_func_args(self, value: bool) -> None:
+        self._acceptor.display_args = value
+
+    @property
+    def acceptor(self) -> Acceptor:
+        """What accepts tasks into this manager: the request middleware
+        (:class:`~taskflow.background.TasksMiddleware`) takes it."""
+        return self._acceptor
 
     # -- registration ----------------------------------------------------------------------
 
@@ -221,142 +231,26 @@ class TaskManager:
         A coroutine only so FastAPI calls it on the event loop: a plain ``def`` dependency is
         run in a worker thread, a thread hop per request for no I/O at all.
         """
-        return bind(self, background_tasks)
-
-    def enqueue(
-        self,
-        func: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        *,
-        retry_of: str | None = None,
-        idempotency_key: str | None = None,
-        background: bool = False,
-    ) -> tuple[TaskRecord, Runner]:
-        """Create a pending record; the returned runner starts the task when awaited.
-
-        Functions that were never registered are tracked too, under ``module.qualname`` and
-        without retries. Nothing here blocks or does I/O. With an ``idempotency_key`` the id is
-        derived from the key; while a task with that id is pending, running or succeeded
-        anywhere, no second one runs (checked atomically in the backend by the runner).
-        ``background``: the runner is one of the current request's background tasks, which
-        FastAPI runs after the response, or never if the request fails (see
-        :func:`~taskflow.injection.note_launch`).
-        """
-        definition = self.registry.for_func(func)
-        task_id = new_task_id()
-        if idempotency_key is not None:
-            task_id = recovery.idempotent_task_id(idempotency_key)
-            known = self.store.get(task_id)
-            if known is not None and known.status in _KEY_HOLDERS:
-                return known, _nothing
-        record = TaskRecord(
-            task_id=task_id,
-            func_name=definition.name,
-            instance_id=self.instance_id,
-            retry_of=retry_of,
-            idempotency_key=idempotency_key,
-        )
-        call = recovery.call_of(self, record, definition, args, kwargs)
-        claim = idempotency_key is not None and self._scheduler.backend is not None
-        if claim:
-            self.store.hold(task_id)  # written by the claim in the runner, not by a flush
-        self.store.add(record, call)
-        launch = Launch(self, record, definition, args, kwargs, claim=claim)
-        if background and note_launch(launch) and not claim and self.durable_accept:
-            launch.hold()  # before the announcement, whose listener marks the record for writing
-        self._announce(record)
-        return record, launch
-
-    def _announce(self, record: TaskRecord) -> None:
-        """Publish a new record on the manager's loop. A sync route handler enqueues from a
-        worker thread, and the listeners touch what only the loop may touch (the flush timer,
-        the dashboard streams' queues)."""
-        loop = self._scheduler._loop if self._started else None
-        if loop is not None and asyncio._get_running_loop() is not loop:
-            try:
-                loop.call_soon_threadsafe(self.bus.publish, EventKind.CREATED, record)
-                return
-            except RuntimeError:  # that loop is closed: nothing listens on it any more
-                pass
-        self.bus.publish(EventKind.CREATED, record)
-
-    def spawn(
-        self,
-        record: TaskRecord,
-        definition: TaskDefinition,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
-        """Run a pending record in the background, tracked for the shutdown drain."""
-        # Without slots the task runs execute() itself, one coroutine instead of two: a task
-        # cancelled before its first step (the drain) never ran and stays pending, which is
-        # all that _run() checks for.
-        coro = (
-            self._execute(record, definition, args, kwargs)
-            if self._slots is None
-            else self._run(record, definition, args, kwargs)
-        )
-        # The loop's own method: asyncio.create_task only adds a Python-level call around it.
-        self._track(asyncio.get_running_loop().create_task(coro), record)
-
-    def _track(self, task: asyncio.Future[None], record: TaskRecord) -> None:
-        self._running[task] = record
-        task.add_done_callback(self._forget)
-
-    def _forget(self, task: asyncio.Future[None]) -> None:
-        self._running.pop(task, None)
+        return bind(self._acceptor, background_tasks)
 
     def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> str:
-        """Start a task now, outside any request (the manager must be started)."""
+        """Start a task now, outside any request (the manager must be started).
+
+        ``idempotency_key="..."`` (taken out of the keyword arguments) works as with
+        ``add_task``: one task per key across every instance while it is pending, running or
+        succeeded.
+        """
         if not self._started:
             raise RuntimeError("submit() needs a started manager (inside the app's lifespan)")
-        record, launch = self.enqueue(func, args, kwargs)
-        assert isinstance(launch, Launch)  # without an idempotency key there is always one
+        key = kwargs.pop("idempotency_key", None)
+        record, launch = self._acceptor.enqueue(func, args, kwargs, idempotency_key=key)
+        if not isinstance(launch, Launch):  # the key's task is known here already
+            return record.task_id
         # Started here, in one task tracked for the drain, as a request's tasks are.
         rest = launch.after_response()
-        if rest is not DONE:  # draining: it runs in a task of its own, held here
-            self._track(asyncio.ensure_future(rest), record)
+        if rest is not DONE:  # it waits for a claim: in a task of its own, tracked
+            self._runner.track(asyncio.ensure_future(rest), record)
         return record.task_id
-
-    async def _run(
-        self,
-        record: TaskRecord,
-        definition: TaskDefinition,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
-        if record.status is not TaskStatus.PENDING:
-            return  # interrupted by shutdown before it could start
-        try:
-            if self._slots is None:
-                await self._execute(record, definition, args, kwargs)
-                return
-            async with self._slots:  # pending until one of max_concurrency slots is free
-                if record.status is TaskStatus.PENDING and not self.draining:
-                    await self._execute(record, definition, args, kwargs)
-        except asyncio.CancelledError:
-            if not self.draining:
-                raise
-
-    def _execute(
-        self,
-        record: TaskRecord,
-        definition: TaskDefinition,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> Coroutine[Any, Any, None]:
-        # Returns execute()'s coroutine instead of awaiting it: no frame of its own per task.
-        return execute(
-            record,
-            definition.func,
-            args,
-            kwargs,
-            policy=definition.policy,
-            bus=self.bus,
-            threads=self._threads,
-            is_async=definition.is_async,
-        )
 
     def _on_event(self, kind: EventKind, record: TaskRecord) -> None:
         if kind is EventKind.FINISHED:
@@ -408,8 +302,14 @@ class TaskManager:
         )
 
     async def retry(self, task_id: str) -> TaskRecord:
-        """Run a failed or interrupted task again as a new task with its original arguments."""
-        return await run_again(self, task_id)
+        """Run a failed or interrupted task again as a new task with its original arguments
+        (see :mod:`taskflow.retry`): ``KeyError`` for an unknown id,
+        :class:`~taskflow.retry.RetryRefused` saying why it cannot."""
+        return await self._retries.run_again(task_id)
+
+    def can_retry(self, record: TaskRecord) -> bool:
+        """Whether a retry of ``record`` from any instance would run (the Retry button)."""
+        return self._retries.can_retry(record)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -419,10 +319,8 @@ class TaskManager:
             return
         self.draining = False
         self.stopping = asyncio.Event()  # a fresh one for this run's event loop
-        if self._threads_closed:
-            self._threads = DaemonThreadPool(self.max_workers)
-        if self.max_concurrency is not None:
-            self._slots = asyncio.Semaphore(self.max_concurrency)
+        self._acceptor.loop = asyncio.get_running_loop()
+        self._runner.start()
         await self._scheduler.start()
         if self._cluster is not None:
             await self._cluster.start()
@@ -433,30 +331,20 @@ class TaskManager:
             self._scheduler.backend.describe() if self._scheduler.backend else "memory",
         )
 
-    @property
-    def _threads_closed(self) -> bool:
-        return getattr(self._threads, "_shutdown", False) is True
-
     async def stop(self) -> None:
-        """Drain: let running tasks finish up to ``shutdown_timeout``, interrupt the rest, flush."""
+        """Shut down (see :mod:`taskflow.shutdown`): let running tasks finish up to
+        ``shutdown_timeout``, interrupt the rest, leave the cluster, flush, log a summary."""
         if not self._started:
             return
         self.draining = True
         self.stopping.set()
-        began = time.monotonic()
-        summary = await drain(self)
-        if self._cluster is not None:
-            await self._cluster.stop()
-        await self._scheduler.stop()
-        self._threads.shutdown(wait=False, cancel_futures=True)
-        self._started = False
-        logger.info(
-            "taskflow shutdown%s: %d tasks finished during drain, %d interrupted, %d requeued, "
-            "%d unflushed, %.2fs",
-            " (forced by a second signal)" if summary.forced else "",
-            summary.finished,
-            summary.interrupted,
-            summary.parked,
-            len(self.store.unflushed()),
-            time.monotonic() - began,
+        await shut_down(
+            self._runner,
+            self.store,
+            self._cluster,
+            self._scheduler,
+            timeout=self.shutdown_timeout,
+            requeue_pending=self.requeue_pending,
         )
+        self._acceptor.loop = None
+        self._started = False

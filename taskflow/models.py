@@ -25,7 +25,13 @@ class TaskStatus(str, Enum):
         return self in TERMINAL_STATUSES
 
 
+#: Statuses that never change again. The backends' SQL and Lua are built from these sets.
 TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.INTERRUPTED})
+#: Statuses of a task some instance owns and runs (or will run): the cluster view's records.
+LIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
+#: Statuses under which an idempotency key's task counts as taken (no second one runs); a
+#: failed or interrupted one is replaced, so the key runs again.
+KEY_HOLDERS = LIVE_STATUSES | {TaskStatus.SUCCESS}
 
 
 def utcnow() -> datetime:

@@ -7,15 +7,30 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from taskflow.models import TaskRecord, TaskStatus
 
 #: Largest page a single query may return.
 MAX_LIMIT = 1000
+#: Longest cursor text accepted; the cursors this server issues are about 80 characters.
+MAX_CURSOR_CHARS = 1024
+#: Longest task id a cursor may carry (ids are 32 hex digits).
+MAX_CURSOR_ID_CHARS = 256
+#: Sort times a cursor may carry: those a datetime can hold (years 1 to 9999, UTC).
+MIN_SORT_TS = datetime(1, 1, 1, tzinfo=timezone.utc).timestamp()
+MAX_SORT_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc).timestamp()
 
 
 class InvalidQuery(ValueError):
-    """A filter, limit or cursor that cannot be served (the API answers 422)."""
+    """A filter, limit or cursor that cannot be served (the API answers 422).
+
+    ``field`` names the parameter at fault (``"status"``, ``"limit"``, ``"cursor"``).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +46,38 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        """The cursor :meth:`encode` made, or :class:`InvalidQuery` for anything else.
+
+        Strict, so that nothing a client makes up reaches a backend: bounded length, strict
+        base64 and UTF-8, a finite sort time a datetime can hold, a bounded id that encodes to
+        UTF-8 (no lone surrogates).
+        """
         try:
-            padded = text + "=" * (-len(text) % 4)
-            sort_ts, task_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            return cls(float(sort_ts), str(task_id))
-        except (ValueError, TypeError) as exc:
-            raise InvalidQuery(f"cursor {text!r} is not one this server issued") from exc
+            return cls._parse(text)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise InvalidQuery(
+                f"cursor {_short(text)!r} is not one this server issued", field="cursor"
+            ) from exc
+
+    @classmethod
+    def _parse(cls, text: str) -> Cursor:
+        if len(text) > MAX_CURSOR_CHARS:
+            raise ValueError(f"longer than {MAX_CURSOR_CHARS} characters")
+        padded = text + "=" * (-len(text) % 4)
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+        if not isinstance(value, list) or len(value) != 2:
+            raise ValueError("not a pair")
+        sort_ts, task_id = value
+        # bool is an int; NaN fails both comparisons; a huge int fails them before float().
+        if isinstance(sort_ts, bool) or not isinstance(sort_ts, (int, float)):
+            raise TypeError("the sort time is not a number")
+        if not MIN_SORT_TS <= sort_ts <= MAX_SORT_TS:
+            raise ValueError("the sort time is out of range")
+        if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_CURSOR_ID_CHARS:
+            raise ValueError("the task id is not a short string")
+        task_id.encode("utf-8")  # UnicodeEncodeError (a ValueError) for lone surrogates
+        return cls(float(sort_ts), task_id)
 
     def before(self, record: TaskRecord) -> bool:
         """True when ``record`` sorts after this cursor (i.e. belongs on a later page)."""
@@ -71,9 +112,13 @@ class TaskQuery:
                 status = TaskStatus(status)
             except ValueError:
                 allowed = ", ".join(s.value for s in TaskStatus)
-                raise InvalidQuery(f"status {status!r} is not one of: {allowed}") from None
+                raise InvalidQuery(
+                    f"status {_short(status)!r} is not one of: {allowed}", field="status"
+                ) from None
         if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+            raise InvalidQuery(
+                f"limit must be between 1 and {MAX_LIMIT}, got {limit}", field="limit"
+            )
         if isinstance(cursor, str):
             cursor = Cursor.decode(cursor)
         return cls(status, func_name, limit, _aware(since), _aware(until), cursor)
@@ -137,6 +182,15 @@ def merge_pages(pages: Iterable[Page], limit: int) -> Page:
         last = page.records[-1]
         return Page(page.records, Cursor(sort_ts(last), last.task_id).encode())
     return page
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """``text`` cut for an error message (a client may send megabytes)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a sort time")
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -15,6 +15,9 @@ DEFAULTS: dict[str, str] = {
     "TASKFLOW_DISPLAY_FUNC_ARGS": "false",
     "TASKFLOW_ADMIN_TOKEN": "",  # empty: the dashboard and API are open (a warning says so)
     "TASKFLOW_SHUTDOWN_TIMEOUT": "20",
+    # Comma-separated Fernet keys that encrypt stored task arguments (the first encrypts, all
+    # decrypt: rotation); empty: arguments are stored as JSON (docs/persistence.md).
+    "TASKFLOW_ARGS_KEYS": "",
 }
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -33,6 +36,7 @@ class Settings:
     display_func_args: bool
     admin_token: str | None
     shutdown_timeout: float
+    args_keys: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -48,6 +52,7 @@ class Settings:
             display_func_args=_flag("TASKFLOW_DISPLAY_FUNC_ARGS", get),
             admin_token=get("TASKFLOW_ADMIN_TOKEN") or None,
             shutdown_timeout=_seconds("TASKFLOW_SHUTDOWN_TIMEOUT", get),
+            args_keys=tuple(k.strip() for k in get("TASKFLOW_ARGS_KEYS").split(",") if k.strip()),
         )
 
     def manager_kwargs(self) -> dict[str, Any]:
@@ -58,6 +63,7 @@ class Settings:
             "instance_id": self.instance_id,
             "display_func_args": self.display_func_args,
             "shutdown_timeout": self.shutdown_timeout,
+            "args_keys": list(self.args_keys) or None,
         }
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from decimal import Decimal
+from typing import Any
 
+import jsonschema
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 
@@ -102,22 +105,49 @@ async def test_cursor_pages_through_everything_once(api):
     assert set(seen) == ids
 
 
-@pytest.mark.parametrize(
-    "params",
-    [
-        {"status": "exploded"},
-        {"limit": 0},
-        {"limit": 1001},
-        {"cursor": "%%%"},
-        {"since": "yesterday"},
-        {"limit": "ten"},
-    ],
-)
-async def test_bad_filters_are_422_with_a_reason(api, params):
+BAD_FILTERS = [
+    ({"status": "exploded"}, "status"),
+    ({"limit": 0}, "limit"),
+    ({"limit": 1001}, "limit"),
+    ({"cursor": "%%%"}, "cursor"),
+    ({"cursor": base64.urlsafe_b64encode(b'[NaN, "x"]').decode()}, "cursor"),
+    ({"cursor": base64.urlsafe_b64encode(b"[" * 700).decode()}, "cursor"),
+    ({"since": "yesterday"}, "since"),
+    ({"limit": "ten"}, "limit"),
+]
+
+
+@pytest.mark.parametrize(("params", "field"), BAD_FILTERS)
+async def test_bad_filters_are_422_with_a_reason(api, params, field):
     _, client = api
     response = await client.get("/tasks", params=params)
     assert response.status_code == 422
-    assert response.json()["detail"]
+    errors = response.json()["detail"]
+    assert [error["loc"] for error in errors] == [["query", field]]
+    assert errors[0]["msg"]
+
+
+def response_schema(app: FastAPI, path: str, method: str, status: int) -> dict[str, Any]:
+    """The JSON schema the app's own OpenAPI document gives for this response."""
+    document = app.openapi()
+    operation = document["paths"][path][method]
+    schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
+    return {**schema, "components": document["components"]}
+
+
+async def test_422_bodies_follow_the_openapi_schema(make_client):
+    app = FastAPI()
+    TaskAdmin(app, TaskManager())
+    async for client in make_client(app):
+        schema = response_schema(app, "/tasks", "get", 422)
+        assert schema["$ref"] == "#/components/schemas/HTTPValidationError"
+        for params, _ in BAD_FILTERS:
+            response = await client.get("/tasks", params=params)
+            assert response.status_code == 422
+            jsonschema.validate(response.json(), schema, cls=jsonschema.Draft202012Validator)
+        # The schema is strict enough to refuse the string this API used to answer with.
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"detail": "status 'x' is not one of: ..."}, schema)
 
 
 async def test_limit_of_1000_is_accepted(api):

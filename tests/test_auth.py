@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import re
 import time
@@ -12,8 +14,8 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from taskflow import TaskAdmin, TaskManager
-from taskflow.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE, AdminAuth
 from taskflow.settings import Settings
+from taskflow.web.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_MAX_AGE, AdminAuth
 from tests.helpers import wait_finished
 from tests.sse import EventStream
 
@@ -153,7 +155,7 @@ async def test_cookies_are_secure_over_https():
 
 async def test_a_wrong_token_in_the_login_form_sets_nothing(secured, caplog):
     _, _, client = secured
-    caplog.set_level(logging.WARNING, logger="taskflow.auth")
+    caplog.set_level(logging.WARNING, logger="taskflow.web.auth")
     response = await login(client, "guess")
     assert response.status_code == 401
     assert "not right" in response.text
@@ -203,12 +205,42 @@ async def test_forged_or_expired_sessions_are_refused(secured):
 async def test_logout_ends_the_session(secured):
     _, _, client = secured
     await login(client)
+    cookie = client.cookies[SESSION_COOKIE]
     csrf = {"X-CSRF-Token": client.cookies[CSRF_COOKIE]}
     response = await client.post("/tasks/logout", headers=csrf)
     assert response.status_code == 204
     cleared = response.headers.get_list("set-cookie")
     assert any(c.startswith(f"{SESSION_COOKIE}=") and "Max-Age=0" in c for c in cleared)
     assert (await client.get("/tasks")).status_code == 401
+    # The old cookie, kept by someone (a copy, another tab, a thief), is refused too.
+    client.cookies.set(SESSION_COOKIE, cookie, path="/tasks")
+    assert (await client.get("/tasks")).status_code == 401
+    assert (await client.get("/tasks/dashboard")).headers["location"] == "/tasks/login"
+    assert (await client.get("/tasks/login")).status_code == 200
+    # Logging in again gives a new session, which works.
+    client.cookies.clear()
+    await login(client)
+    assert client.cookies[SESSION_COOKIE] != cookie
+    assert (await client.get("/tasks")).status_code == 200
+
+
+async def test_a_logout_the_backend_cannot_store_is_a_503_that_clears_nothing(tmp_path):
+    manager = TaskManager(snapshot_db=tmp_path / "tasks.db", shutdown_timeout=0.2)
+    app = FastAPI()
+    TaskAdmin(app, manager, admin_token=TOKEN)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await login(client)
+            assert manager.backend is not None
+            await manager.backend.close()  # the backend stops answering
+            csrf = {"X-CSRF-Token": client.cookies[CSRF_COOKIE]}
+            response = await client.post("/tasks/logout", headers=csrf)
+            assert response.status_code == 503
+            assert "every instance" in response.json()["detail"]
+            assert "set-cookie" not in response.headers  # the browser can try again
+            assert (await client.get("/tasks")).status_code == 401  # ended here all the same
+            await manager.backend.open()
 
 
 async def test_a_login_posted_from_another_site_is_refused(secured):
@@ -221,19 +253,17 @@ async def test_a_login_posted_from_another_site_is_refused(secured):
 
 
 async def test_tokens_are_compared_in_constant_time(monkeypatch):
-    import taskflow.auth
-
     calls = []
-    real = taskflow.auth.hmac.compare_digest
+    real = hmac.compare_digest
 
     def spy(a, b):
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(taskflow.auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     auth = AdminAuth(TOKEN)
     assert auth.token_matches(TOKEN) and not auth.token_matches("x")
-    assert auth.session_valid(auth.new_session())
+    assert await auth.session(auth.new_session()) is not None
     assert len(calls) == 3
 
 
@@ -271,3 +301,132 @@ def test_the_token_comes_from_settings_only(monkeypatch):
     assert not admin.auth.enabled
     with pytest.raises(ValueError, match="must not be empty"):
         TaskAdmin(FastAPI(), TaskManager(), admin_token="  ")
+
+
+#: Session cookie values that must be a plain 401, never a 500 (raw bytes, as a server gets them).
+HOSTILE_COOKIES = [
+    b"\xb2.x",  # '\xb2'.isdigit() is True, int('\xb2') raises
+    b"1" * 4301 + b".x",  # more digits than int() converts
+    b"\xb2\xb3" + b".abcdefghijklmnopqrstuv." + b"0" * 64,
+    b"\xff\xfe\x00",
+    b'"quoted\\"',
+    b"..",
+    b"9" * 20_000,
+]
+
+
+@pytest.mark.parametrize("cookie", HOSTILE_COOKIES)
+async def test_hostile_session_cookies_are_refused_not_crashed_on(secured, cookie):
+    _, _, client = secured
+    headers = [(b"cookie", b"taskflow_session=" + cookie)]
+    api = await client.get("/tasks", headers=headers)
+    assert api.status_code == 401
+    assert (await client.get("/tasks/dashboard", headers=headers)).status_code == 303
+    assert (await client.get("/tasks/login", headers=headers)).status_code == 200
+    assert (await client.post("/tasks/logout", headers=headers)).status_code == 401
+    assert (await client.get("/readyz")).status_code == 200
+
+
+#: Authorization headers a proxy or a browser may add, next to (or instead of) the cookie.
+AUTHORIZATIONS = [
+    None,
+    "Basic dXNlcjpwYXNz",
+    "Digest username=x",
+    "Negotiate abc",
+    "Bearer",
+    "Bearer wrong",
+    f"Bearer {TOKEN}",
+    "bearer " + TOKEN,
+    "\u00e9\u00e9",
+    "",
+]
+
+
+@pytest.mark.parametrize("authorization", AUTHORIZATIONS)
+@pytest.mark.parametrize("cookie", ["valid", "junk", None])
+async def test_no_redirect_loop_whatever_headers_come_along(secured, authorization, cookie):
+    _, _, client = secured
+    headers: list[tuple[bytes, bytes]] = []  # raw, as a server receives them
+    if cookie == "valid":
+        await login(client)
+    elif cookie == "junk":
+        headers.append((b"cookie", b"taskflow_session=\xb2.x"))
+    if authorization is not None:
+        headers.append((b"authorization", authorization.encode("latin-1")))
+    for start in ("/tasks/dashboard", "/tasks/login"):
+        path, seen = start, []
+        while True:
+            response = await client.get(path, headers=headers)
+            if response.status_code != 303:
+                break
+            path = response.headers["location"]
+            assert path not in seen, f"loop: {[*seen, path]}"
+            seen.append(path)
+        assert response.status_code == 200
+        page = "dashboard" if path.endswith("/dashboard") else "login"
+        # Any other scheme than Bearer is not a token: then the cookie decides.
+        scheme = (authorization or "").partition(" ")[0].lower()
+        if scheme == "bearer":
+            expected = "dashboard" if authorization.partition(" ")[2] == TOKEN else "login"
+        else:
+            expected = "dashboard" if cookie == "valid" else "login"
+        assert page == expected, (start, authorization, cookie)
+
+
+async def test_a_proxys_basic_auth_does_not_hide_the_session(secured):
+    _, _, client = secured
+    await login(client)
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    assert (await client.get("/tasks", headers=basic)).status_code == 200
+    csrf = {**basic, "X-CSRF-Token": client.cookies[CSRF_COOKIE]}
+    assert (await client.post("/tasks/logout", headers=csrf)).status_code == 204
+
+
+@pytest.fixture
+async def beating() -> AsyncIterator[tuple[FastAPI, TaskAdmin, httpx.AsyncClient]]:
+    """A secured app whose stream beats every 0.1 s (and so re-checks its session as often)."""
+    app = FastAPI()
+    manager = TaskManager(shutdown_timeout=0.2)
+    admin = TaskAdmin(app, manager, admin_token=TOKEN, stream_heartbeat=0.1)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield app, admin, client
+
+
+def session_ended(frame) -> bool:
+    return frame.event == "bye" and json.loads(frame.data) == {"reason": "session ended"}
+
+
+async def test_the_stream_closes_when_its_session_is_revoked(beating):
+    app, _, client = beating
+    await login(client)
+    cookie = {"cookie": f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}"}
+    async with EventStream(app, "/tasks/stream", headers=cookie) as stream:
+        await stream.until(lambda f: f.event == "hello")
+        await stream.until(lambda f: f.comment == "ping")  # alive while the session is
+        csrf = {"X-CSRF-Token": client.cookies[CSRF_COOKIE]}
+        assert (await client.post("/tasks/logout", headers=csrf)).status_code == 204
+        await stream.until(session_ended, timeout=1.0)
+        assert await stream.next(timeout=1.0) is None  # and the response ends
+
+
+async def test_the_stream_closes_when_its_session_expires(beating):
+    app, admin, _ = beating
+    # Issue times are whole seconds: this one has between 0.5 and 1.5 s left.
+    almost_expired = admin.auth.new_session(now=time.time() - SESSION_MAX_AGE + 1.5)
+    cookie = {"cookie": f"{SESSION_COOKIE}={almost_expired}"}
+    async with EventStream(app, "/tasks/stream", headers=cookie) as stream:
+        assert stream.status == 200
+        await stream.until(lambda f: f.event == "hello")
+        await stream.until(session_ended, timeout=3.0)
+        assert await stream.next(timeout=1.0) is None
+
+
+async def test_a_bearer_stream_is_not_cut_by_session_checks(beating):
+    app, _, _ = beating
+    async with EventStream(app, "/tasks/stream", headers=BEARER) as stream:
+        await stream.until(lambda f: f.event == "hello")
+        for _ in range(5):
+            frame = await stream.until(lambda f: f.comment == "ping" or f.event == "bye")
+            assert frame.comment == "ping"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from taskflow.barrier import WriteBarrier
+from taskflow.persistence.barrier import WriteBarrier
 
 
 async def test_a_waiter_needs_the_write_after_the_one_in_flight():

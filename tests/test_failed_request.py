@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 
 from taskflow import TaskAdmin, TaskManager, TaskRecord, TaskStatus
 from taskflow.backends import SqliteBackend
+from taskflow.cluster import idempotent_task_id
 from taskflow.models import utcnow
-from taskflow.recovery import idempotent_task_id
 from tests.helpers import wait_finished
 
 NEVER_RUN = "not run: the request that queued it failed before its response"
@@ -99,7 +99,7 @@ async def test_with_durable_acceptance_the_never_run_record_is_stored(
     app = _app(manager, ran, ids)
     async for client in make_client(app):
         answer = await client.post("/refused")
-        flushed = await manager._scheduler.flush()
+        flushed = await manager.flush()
         live = manager.store.live()
     # Asserted once the app has stopped: a failure then fails instead of leaving a live
     # record (and the backend's thread) behind.
@@ -138,7 +138,7 @@ async def test_an_idempotent_task_of_a_failed_request_leaves_the_stored_one_alon
         await other_instance.save([done])
         await other_instance.close()
         answer = await client.post("/refused-once")
-        flushed = await manager._scheduler.flush()
+        flushed = await manager.flush()
         remembered = manager.store.get(ids[0]) if ids else None
         live = manager.store.live()
     assert (answer.status_code, flushed, live) == (409, True, [])

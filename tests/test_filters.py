@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from taskflow import TaskAdmin, TaskManager, TaskQuery, TaskRecord, TaskStatus
 from taskflow.models import utcnow
-from taskflow.scan import ExtraFilter, scan
+from taskflow.persistence.scan import ExtraFilter, scan
 from tests.helpers import wait_finished
 
 
@@ -128,13 +128,13 @@ async def test_metrics_count_a_running_task_once_when_live_records_are_stored(tm
         task_id = manager.submit(wait_here)
         while manager.store.get(task_id).status is not TaskStatus.RUNNING:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
-        await manager._scheduler.flush()  # the live record is now in the backend as well
+        await manager.flush()  # the live record is now in the backend as well
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             body = (await client.get("/tasks/metrics")).json()
             release.set()
             await wait_finished(manager, task_id)
-            await manager._scheduler.flush()
+            await manager.flush()
             after = (await client.get("/tasks/metrics")).json()
     assert body["by_status"] == {"running": 1}
     assert body["by_func"]["wait_here"]["count"] == 1, body

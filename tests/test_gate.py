@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.routing import Match, Route
 
 from taskflow import TaskAdmin, TaskManager
-from taskflow.gate import RouteGate
+from taskflow.web.routing import RouteGate
 
 
 def _app() -> FastAPI:

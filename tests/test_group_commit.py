@@ -10,7 +10,7 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException
 
 from taskflow import TaskAdmin, TaskManager
 from taskflow.backends import SqliteBackend
-from taskflow.metrics import collect
+from taskflow.web.metrics import collect
 from tests.helpers import wait_until_idle
 
 TASKS = 200

@@ -105,3 +105,44 @@ async def test_submit_needs_a_started_manager():
     manager = TaskManager()
     with pytest.raises(RuntimeError, match="started manager"):
         manager.submit(print)
+
+
+async def take(blob: str) -> None:
+    return None
+
+
+async def test_memory_is_bounded_by_bytes_for_large_arguments():
+    # 1 MiB arguments are too large to keep (max_args_bytes): neither stored nor held.
+    manager = TaskManager(display_func_args=True)
+    manager.task(take)
+    await manager.start()
+    tracemalloc.start()
+    try:
+        gc.collect()
+        baseline = tracemalloc.get_traced_memory()[0]
+        for n in range(200):
+            manager.submit(take, str(n) * (1024 * 1024 // len(str(n))))
+            await wait_until_idle(manager)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - baseline
+    finally:
+        tracemalloc.stop()
+        await manager.stop()
+    assert grown < 8 * 1024 * 1024, f"memory grew by {grown / 2**20:.0f} MiB for 200 tasks"
+    assert all(r.args[0].startswith("<arguments truncated: ") for r in manager.store)
+
+
+async def test_the_finished_window_is_bounded_by_bytes_as_well_as_count():
+    # Arguments just under max_args_bytes are kept exactly: the window's byte bound evicts.
+    manager = TaskManager(max_records=10_000, max_bytes=4 * 1024 * 1024)
+    manager.task(take)
+    await manager.start()
+    try:
+        for _ in range(400):
+            manager.submit(take, "x" * 60_000)
+        await wait_until_idle(manager)
+    finally:
+        await manager.stop()
+    assert manager.store.finished_bytes <= 4 * 1024 * 1024
+    assert 40 <= len(manager.store) <= 70  # ~61 KB each
+    assert all(record.rerunnable for record in manager.store)

@@ -14,7 +14,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from taskflow import TaskAdmin, TaskManager
-from taskflow.streamhub import RESYNC, Message, Subscription, diff, server_is_exiting
+from taskflow.dashboard.hub import RESYNC, Message, Subscription, diff, server_is_exiting
 from tests.helpers import wait_finished
 from tests.sse import EventStream, Frame
 
@@ -61,7 +61,7 @@ async def test_stream_headers_and_hello(live):
         assert stream.status == 200
         assert stream.response_headers["content-type"].startswith("text/event-stream")
         assert stream.response_headers["x-accel-buffering"] == "no"
-        assert stream.response_headers["cache-control"] == "no-cache"
+        assert stream.response_headers["cache-control"] == "no-store"
         hello = await stream.next()
         assert hello is not None and hello.event == "hello"
         assert hello.fields["retry"] == "2000"

@@ -37,8 +37,8 @@ async def test_a_sync_route_queues_tasks_with_a_backend(
             async for client in make_client(app):
                 task_ids = [(await client.post("/sync")).json()["task_id"] for _ in range(5)]
                 records = [await wait_finished(manager, task_id) for task_id in task_ids]
-                flushed = await manager._scheduler.flush()
-                stored = [await manager._scheduler.backend.get(t) for t in task_ids]  # type: ignore[union-attr]
+                flushed = await manager.flush()
+                stored = [await manager.backend.get(t) for t in task_ids]  # type: ignore[union-attr]
     finally:
         loop.set_debug(False)
     failures = [r.getMessage() for r in caplog.records if r.name == "taskflow.events"]

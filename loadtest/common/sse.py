@@ -1,4 +1,4 @@
-"""Reading a server-sent event stream (GET /tasks/stream, see taskflow/stream.py)."""
+"""Reading a server-sent event stream (GET /tasks/stream, see taskflow/dashboard/stream.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
-from taskflow.backends.registry import backend_from_url, load_backend_class
+from taskflow.backends.urls import backend_from_url, load_backend_class
 
 if TYPE_CHECKING:
     from taskflow.backends.redis import RedisBackend

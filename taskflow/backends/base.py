@@ -68,13 +68,18 @@ class SnapshotBackend(ABC):
         """Raise :class:`BackendError` unless the store answers right now."""
 
     @abstractmethod
-    async def save(self, records: Sequence[TaskRecord]) -> None:
-        """Upsert ``records`` by task id, encoded with :attr:`codec`.
+    async def save(self, records: Sequence[TaskRecord]) -> list[str]:
+        """Upsert ``records`` by task id, encoded with :attr:`codec`; return the ids refused
+        because another instance took them over.
 
         Each record is stored together with all its index entries atomically; when it raises,
         some records of the batch may be stored and others not, and saving the batch again is
         harmless (idempotent). A record never moves from a terminal status back to a live one:
-        a stale live copy does not overwrite a finished record.
+        a stale live copy does not overwrite a finished record. A stored record whose owner
+        (``instance_id``) is not the owner of the copy being saved is not replaced and its id
+        is returned: :meth:`claim_live` moved it to another instance, and this copy is a late
+        result of the former owner (the owner ``""``, parking a task for requeue, is the one
+        exception). Nothing is written when a key the write needs holds data of another kind.
         """
 
     @abstractmethod
@@ -156,3 +161,20 @@ class SnapshotBackend(ABC):
         was stored. The check and the write are one atomic operation, so of several callers
         with the same id at once exactly one gets ``None``.
         """
+
+    # -- dashboard sessions ended by a logout, shared so that every instance refuses them -----
+
+    @abstractmethod
+    async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        """Record that the login session ``session_id`` was ended, until ``expires_at`` (the
+        moment it would have expired anyway; nothing is stored when that has passed).
+
+        Idempotent. Once it returns, :meth:`session_revoked` answers True for this id on every
+        instance that shares the store, until ``expires_at``. Entries past ``expires_at`` are
+        removed by the backend itself (a TTL, or pruned on the next revocation), so the storage
+        stays bounded by the logouts of one session lifetime.
+        """
+
+    @abstractmethod
+    async def session_revoked(self, session_id: str) -> bool:
+        """True when ``session_id`` was revoked and its ``expires_at`` has not passed (a read)."""

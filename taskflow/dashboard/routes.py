@@ -11,11 +11,12 @@ from importlib import resources
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from taskflow.auth import SESSION_COOKIE, AdminAuth, cross_site
+from taskflow.backends.base import BackendError
+from taskflow.web.auth import AdminAuth, Session, TooManyAttempts, client_address, cross_site
 
-logger = logging.getLogger("taskflow.auth")
+logger = logging.getLogger("taskflow.web.auth")
 
 #: Files served under ``{path}/dashboard/``, with their media types (nothing else is).
 ASSETS = {
@@ -85,14 +86,24 @@ class DashboardPages:
         body = _render("login.html", base=self.base(request), error=error)
         return HTMLResponse(body, status_code=status, headers=PAGE_HEADERS)
 
+    def _too_many(self, request: Request, exc: TooManyAttempts) -> HTMLResponse:
+        message = f"Too many wrong tokens. Try again in {exc.retry_after} s."
+        page = self._login_page(request, message, 429)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
+
     async def dashboard(self, request: Request) -> Response:
         auth, csrf = self.auth, ""
         if auth.enabled:
-            if auth.authenticated(request) is None:
+            # The same test as the login form's, so the two never send a browser back and forth.
+            try:
+                credential = await auth.credential(request)
+            except TooManyAttempts as exc:
+                return self._too_many(request, exc)
+            if credential is None:
                 return self._to(request, "login")
-            session = request.cookies.get(SESSION_COOKIE)
-            if session and auth.session_valid(session):
-                csrf = auth.csrf_token(session)
+            if isinstance(credential, Session):
+                csrf = auth.csrf_token(credential.value)
         body = _render(
             "index.html",
             base=self.base(request),
@@ -113,7 +124,13 @@ class DashboardPages:
         return Response(body, media_type=ASSETS[asset], headers=headers)
 
     async def login_form(self, request: Request) -> Response:
-        if not self.auth.enabled or self.auth.session_valid(request.cookies.get(SESSION_COOKIE)):
+        if not self.auth.enabled:
+            return self._to(request, "dashboard")
+        try:
+            credential = await self.auth.credential(request)
+        except TooManyAttempts as exc:
+            return self._too_many(request, exc)
+        if credential is not None:
             return self._to(request, "dashboard")
         return self._login_page(request)
 
@@ -128,10 +145,13 @@ class DashboardPages:
             if len(body) > MAX_LOGIN_BODY:
                 return self._login_page(request, "That request was too large.", 413)
         form = parse_qs(body.decode("utf-8", "replace"))
-        if not self.auth.token_matches(form.get("token", [""])[0]):
-            client = request.client.host if request.client else "unknown"
-            logger.warning("taskflow dashboard: failed login from %s", client)
-            await asyncio.sleep(FAILED_LOGIN_DELAY)
+        try:
+            right = self.auth.attempt(request, form.get("token", [""])[0])
+        except TooManyAttempts as exc:
+            return self._too_many(request, exc)
+        if not right:
+            logger.warning("taskflow dashboard: failed login from %s", client_address(request))
+            await asyncio.sleep(FAILED_LOGIN_DELAY)  # a pause that holds no thread
             return self._login_page(request, "That token is not right.", 401)
         response = self._to(request, "dashboard")
         self.auth.start_session(response, request, self.base(request))
@@ -139,5 +159,13 @@ class DashboardPages:
 
     async def logout(self, request: Request) -> Response:
         response = Response(status_code=204)
-        self.auth.end_session(response, request, self.base(request))
+        try:
+            await self.auth.end_session(response, request, self.base(request))
+        except BackendError as exc:
+            logger.warning("taskflow dashboard: a logout could not be stored: %s", exc)
+            detail = (
+                "the session could not be ended on every instance (the history backend does "
+                "not answer); it is ended on this one. Try again."
+            )
+            return JSONResponse({"detail": detail}, status_code=503)
         return response

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from taskflow.backends.base import SnapshotBackend
 from taskflow.backends.codec import TERMINAL_VALUES
 from taskflow.backends.redis import RedisBackend
-from taskflow.backends.redis_keys import RedisKeys
+from taskflow.backends.redis.keys import RedisKeys
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import TaskQuery, sort_key

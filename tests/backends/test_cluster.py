@@ -6,11 +6,12 @@ Concurrency is real: several backend objects (separate connections) race on one 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 from taskflow.backends.base import InstanceInfo, SnapshotBackend
 from taskflow.models import TaskStatus, utcnow
-from tests.backends.conftest import F, P, R, S, Store, rec
+from tests.backends.conftest import F, I, P, R, S, Store, rec
 
 STARTED = utcnow() - timedelta(minutes=1)
 
@@ -141,3 +142,31 @@ async def test_claim_new_replaces_a_failed_record_but_not_a_success(
     assert stored is not None and stored.status is TaskStatus.PENDING
     existing = await backend.claim_new(rec("k-ok", status=P, at=2))
     assert existing is not None and existing.status is TaskStatus.SUCCESS
+
+
+async def test_a_record_taken_over_is_not_replaced_by_its_former_owners_copy(
+    store: Store,
+) -> None:
+    cut_off, survivor = await opened(store, 2)
+    running = replace(rec("t1", status=R, at=1), instance_id="web-1")
+    other = replace(rec("t2", status=R, at=2), instance_id="web-1")
+    assert await cut_off.save([running, other]) == []
+    assert sorted(r.task_id for r in await survivor.claim_live("web-1", "web-2")) == ["t1", "t2"]
+    verdict = replace(rec("t1", status=I, at=3), instance_id="web-2")
+    assert await survivor.save([verdict]) == []
+
+    # web-1 comes back with its own results: refused, the survivor's records stay.
+    late_finish = replace(rec("t1", status=S, at=4), instance_id="web-1")
+    late_live = replace(rec("t2", status=R, at=4), instance_id="web-1")
+    mine = replace(rec("t3", status=S, at=4), instance_id="web-1")
+    refused = await cut_off.save([late_finish, late_live, mine])
+    assert sorted(refused) == ["t1", "t2"]
+    kept = await survivor.get("t1")
+    assert kept is not None and kept.status is I and kept.instance_id == "web-2"
+    assert await survivor.get("t3") is not None
+    # Parking for requeue (owner "") is not a late copy: it is written.
+    parked = replace(rec("t4", status=P, at=5), instance_id="web-1")
+    await cut_off.save([parked])
+    assert await cut_off.save([replace(parked, instance_id="")]) == []
+    assert "" in await survivor.live_owners()
+    assert await store.problems() == []

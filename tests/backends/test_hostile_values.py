@@ -351,6 +351,6 @@ def _finished(func_name: str, at: float | None = None, task_id: str | None = Non
 
 
 async def _metrics(manager: TaskManager) -> dict[str, Any]:
-    from taskflow.metrics import collect
+    from taskflow.web.metrics import collect
 
     return await collect(manager)

@@ -15,7 +15,8 @@ from redis.crc import key_slot
 
 from taskflow.backends import backend_from_url
 from taskflow.backends.base import BackendError, SnapshotBackend
-from taskflow.backends.redis import SAVE_CHUNK, RedisBackend
+from taskflow.backends.redis import RedisBackend
+from taskflow.backends.redis.backend import SAVE_CHUNK
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.models import TaskRecord, TaskStatus
 from tests.backends.conftest import Store
@@ -137,6 +138,32 @@ async def test_a_failing_save_writes_nothing(redis_store: Store, redis_url: str)
         await client.aclose()
     assert await backend.get("first") is None
     assert await backend.load_recent(10) == []
+    assert await redis_store.problems() == []
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    "index", ["idx:status:success", "idx:sf:success:job", "funcs", "owners", "live:test-1"]
+)
+async def test_an_index_key_of_the_wrong_kind_fails_the_save_before_anything_is_written(
+    redis_store: Store, redis_url: str, index: str
+) -> None:
+    backend = redis_store.make()
+    await backend.open()
+    assert isinstance(backend, RedisBackend)
+    client = Redis.from_url(redis_url, decode_responses=True)
+    key = backend.keys.base + index
+    live = replace(finished("live"), status=TaskStatus.RUNNING, end_time=None)
+    live.instance_id = "test-1"
+    try:
+        await client.set(key, "written by another program")
+        with pytest.raises(BackendError, match="WRONGTYPE"):
+            await backend.save([finished("first"), live, finished("last")])
+        stored = [k async for k in client.scan_iter(match=backend.keys.pattern)]
+        assert stored == [key]  # nothing else: no record, no index entry
+    finally:
+        await client.delete(key)
+        await client.aclose()
     assert await redis_store.problems() == []
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import aiosqlite
 import pytest
 
-from taskflow.backends import sqlite as sqlite_backend
 from taskflow.backends.base import BackendError
 from taskflow.backends.sqlite import SqliteBackend
-from taskflow.backends.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
-from taskflow.backends.sqlite_sql import PRUNE_BEYOND, PRUNE_OLDER, select_sql
+from taskflow.backends.sqlite import backend as sqlite_backend
+from taskflow.backends.sqlite.schema import APPLICATION_ID, SCHEMA_VERSION
+from taskflow.backends.sqlite.sql import PRUNE_BEYOND, PRUNE_OLDER, select_sql
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import Cursor, TaskQuery
 
@@ -308,7 +308,7 @@ def wal_size(path: Path) -> int:
 WRITER = """
 import asyncio, sys, time
 from datetime import datetime, timedelta, timezone
-from taskflow.backends import sqlite as sqlite_backend
+from taskflow.backends.sqlite import backend as sqlite_backend
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.models import TaskRecord, TaskStatus
 

@@ -64,6 +64,11 @@ def test_everything_refuses_a_stranger_until_the_login_form_is_used(secured, ope
     assert page.request.get("/tasks").status == 401
     page.goto("/tasks/dashboard")
     expect(page).to_have_url(f"{secured.url}/tasks/login")
+    # The session itself ended, not only the browser's copy: the old cookie put back is refused.
+    page.context.add_cookies([session])
+    assert page.request.get("/tasks").status == 401
+    page.goto("/tasks/dashboard")
+    expect(page).to_have_url(f"{secured.url}/tasks/login")
 
 
 def test_health_endpoints_stay_open_with_a_token(secured, open_tab):

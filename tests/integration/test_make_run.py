@@ -66,13 +66,22 @@ def test_make_run_serves_workers_that_share_one_sqlite_file(tmp_path):
                 continue
             seen = [i for i in items if i["func_name"] in SEEDED]
             finished = all(i["status"] == SEEDED[i["func_name"]] for i in seen)
-            # Each worker seeds four tasks; any worker lists all eight from the shared file.
-            if len(seen) == 8 and finished and len({i["instance_id"] for i in seen}) == 2:
+            # Every worker seeds, with idempotency keys: four tasks for the whole stack.
+            if len(seen) == 4 and finished:
                 break
             time.sleep(0.2)
+        # Tasks of both workers (new connections spread requests), listed by either worker
+        # from the shared file.
+        fast = {}
+        while len(set(fast.values())) < 2:
+            assert time.monotonic() < deadline, f"one worker answered every request: {fast}"
+            body = httpx.post(f"{url}/demo/fast").json()
+            fast[body["task_ids"][0]] = body["instance_id"]
         for _ in range(6):
             items = httpx.get(f"{url}/tasks", params={"limit": 100}).json()["items"]
-            assert len([i for i in items if i["func_name"] in SEEDED]) == 8
+            seeded = [i for i in items if i["func_name"] in SEEDED and i["task_id"] not in fast]
+            assert len(seeded) == 4
+            assert set(fast) <= {i["task_id"] for i in items}
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:

@@ -110,7 +110,10 @@
   async function detailOf(response) {
     try {
       const body = await response.json();
-      return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+      if (typeof body.detail === "string") return body.detail;
+      // Validation errors (422) are a list of {loc, msg, type}.
+      if (Array.isArray(body.detail)) return body.detail.map((error) => error.msg).join("; ");
+      return JSON.stringify(body.detail);
     } catch {
       return `HTTP ${response.status}`;
     }
@@ -550,7 +553,18 @@
     const logout = $("logout");
     logout.hidden = !AUTH;
     logout.addEventListener("click", async () => {
-      await api("/logout", { method: "POST" }).catch(() => {});
+      let response;
+      try {
+        response = await api("/logout", { method: "POST" });
+      } catch (error) {
+        // On a 401 api() is already on its way to the login page.
+        if (error.message !== "login required") toast("Logout failed: no answer from the server", "error");
+        return;
+      }
+      if (!response.ok) {
+        toast(await detailOf(response), "error"); // e.g. 503: not ended on every instance yet
+        return;
+      }
       window.location.assign(`${BASE}/login`);
     });
     setInterval(tickRunning, 1000);

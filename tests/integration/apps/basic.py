@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import time
+from decimal import Decimal
 
 from fastapi import BackgroundTasks, FastAPI
 
@@ -125,3 +126,21 @@ def ping() -> dict[str, float]:
 @app.get("/aping")
 async def aping() -> dict[str, float]:
     return {"time": time.monotonic()}
+
+
+@task_manager.task()
+def fails_once(token: str, amount: object = 0) -> None:
+    """Fails on its first run for a token (any process), then appends ``token instance`` to
+    TEST_COMPLETIONS: a retry from any instance runs it with exactly its arguments."""
+    marker = f"{os.environ['TEST_COMPLETIONS']}.{token}.failed"
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError(f"first run of {token} fails")
+    with open(os.environ["TEST_COMPLETIONS"], "a") as log:
+        log.write(f"{token} {type(amount).__name__} {amount} {task_manager.instance_id}\n")
+
+
+@app.post("/fails-once")
+def enqueue_fails_once(background_tasks: BackgroundTasks, token: str, decimal: bool = False):
+    amount: object = Decimal("10.00") if decimal else 10  # a Decimal is not plain JSON
+    return {"task_id": background_tasks.add_task(fails_once, token, amount=amount)}

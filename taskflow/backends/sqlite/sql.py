@@ -1,0 +1,126 @@
+"""The SQL the SQLite backend runs against the ``tasks`` table, and the rows it binds."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from taskflow.backends.codec import TERMINAL_VALUES, RecordCodec
+from taskflow.models import TaskRecord
+from taskflow.query import TaskQuery, sort_ts
+
+_TERMINAL = ", ".join(f"'{value}'" for value in TERMINAL_VALUES)
+
+#: The INTO ... VALUES part of every insert of a row built by :func:`task_row`.
+TASK_INSERT = """INTO tasks
+    (task_id, func_name, status, sort_ts, created_ts, end_ts, instance_id, data)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+
+# A stale live copy (pending/running) never replaces a finished row, and a row another instance
+# took over (claim_live made it its owner) is not replaced by its former owner's copy (a late
+# result: see owners_refused); anything else is upserted. The owner '' parks a task for requeue.
+UPSERT = f"""
+    INSERT {TASK_INSERT}
+    ON CONFLICT (task_id) DO UPDATE SET
+        func_name = excluded.func_name, status = excluded.status, sort_ts = excluded.sort_ts,
+        created_ts = excluded.created_ts, end_ts = excluded.end_ts,
+        instance_id = excluded.instance_id, data = excluded.data
+    WHERE (tasks.status NOT IN ({_TERMINAL}) OR excluded.status IN ({_TERMINAL}))
+        AND (tasks.instance_id = excluded.instance_id OR excluded.instance_id = '')
+"""
+
+#: Most ids one ``IN (...)`` list binds (SQLite's variable limit is 32,766 since 3.32).
+IN_CHUNK = 500
+
+PRUNE_OLDER = f"DELETE FROM tasks WHERE status IN ({_TERMINAL}) AND sort_ts < ?"
+
+# Every finished row at or past the (keep+1)-th newest finished one; no such row: nothing.
+# The subquery walks the newest-first index (status is in it) for about `keep` entries; left to
+# itself the planner would sort every finished row instead.
+PRUNE_BEYOND = f"""
+    DELETE FROM tasks WHERE status IN ({_TERMINAL}) AND (sort_ts, task_id) <= (
+        SELECT sort_ts, task_id FROM tasks INDEXED BY tasks_by_time
+        WHERE status IN ({_TERMINAL})
+        ORDER BY sort_ts DESC, task_id DESC LIMIT 1 OFFSET ?)
+"""
+
+#: How rows are read: as bytes, decoded here, so that a row whose text is not valid UTF-8 (written
+#: by hand or by another program) is skipped alone instead of failing the whole fetch.
+READ_COLUMNS = "CAST(task_id AS BLOB), CAST(data AS BLOB)"
+
+COUNT_BY_STATUS = "SELECT status, COUNT(*) FROM tasks GROUP BY status"
+COUNT_BY_FUNC = "SELECT func_name, COUNT(*) FROM tasks GROUP BY func_name"
+
+
+def select_sql(query: TaskQuery, after: tuple[float, str] | None = None) -> tuple[str, list[Any]]:
+    """The SELECT serving ``query``, newest first; its LIMIT value (the last ``?``) is not bound.
+
+    ``after`` is a (sort_ts, task_id) position to continue strictly after. Every combination of
+    filters is served by one index of the schema, walked in order (no sort step).
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    if query.status is not None:
+        where.append("status = ?")
+        params.append(query.status.value)
+    if query.func_name is not None:
+        where.append("func_name = ?")
+        params.append(query.func_name)
+    if query.since is not None:
+        where.append("sort_ts >= ?")
+        params.append(query.since.timestamp())
+    if query.until is not None:
+        where.append("sort_ts <= ?")
+        params.append(query.until.timestamp())
+    cursor = (query.cursor.sort_ts, query.cursor.task_id) if query.cursor else None
+    for position in (cursor, after):
+        if position is not None:
+            where.append("(sort_ts, task_id) < (?, ?)")
+            params.extend(position)
+    filters = f" WHERE {' AND '.join(where)}" if where else ""
+    order = "ORDER BY sort_ts DESC, task_id DESC LIMIT ?"
+    return f"SELECT {READ_COLUMNS}, sort_ts FROM tasks{filters} {order}", params
+
+
+def task_row(codec: RecordCodec, record: TaskRecord) -> tuple[Any, ...]:
+    """The values :data:`UPSERT` binds for ``record`` (its JSON encoded here, once)."""
+    record, data = codec.encode(record)  # values orjson refuses are made safe: SQLite's too
+    end = record.end_time
+    return (
+        record.task_id,
+        record.func_name,
+        record.status.value,
+        sort_ts(record),
+        record.created_at.timestamp(),
+        end.timestamp() if end is not None else None,
+        record.instance_id,
+        data.decode(),
+    )
+
+
+def read_row(codec: RecordCodec, task_id: bytes, data: bytes) -> TaskRecord | None:
+    """The record of a row read as :data:`READ_COLUMNS` (``None`` when it cannot be decoded)."""
+    return codec.decode(data, task_id.decode("utf-8", "replace"))
+
+
+def epoch(moment: datetime) -> float:
+    """Epoch seconds of ``moment``; a naive datetime is taken as UTC, as queries do."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def owners_refused(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[str]:
+    """Ids of ``rows`` (as :func:`task_row` makes them) that :data:`UPSERT` did not write
+    because another instance owns them now; run in the same transaction, after it."""
+    written = {row[0]: row[6] for row in rows}  # task id -> the owner the row was written with
+    refused = []
+    ids = list(written)
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT task_id, instance_id FROM tasks WHERE task_id IN ({marks})"
+        for task_id, owner in conn.execute(sql, chunk):
+            if owner != written[task_id] and written[task_id] != "":
+                refused.append(task_id)
+    return refused

@@ -1,0 +1,207 @@
+"""Managed ``BackgroundTasks``: ``add_task`` returns the tracked task's id, and a request's
+tasks are accepted with its response.
+
+Two ways in:
+
+* ``Depends(task_manager.get_tasks)`` needs no installation: it wraps the request's own
+  ``BackgroundTasks`` and binds it to that manager.
+* :func:`install` (done by ``TaskAdmin(auto_install=True)``) makes every route that keeps its
+  ``background_tasks: BackgroundTasks`` annotation receive a managed instance. FastAPI builds that
+  object from ``fastapi.dependencies.utils.BackgroundTasks``; we point that name at a subclass
+  that finds the app's manager through a context variable set by a small ASGI middleware. In
+  apps without ``TaskAdmin`` the subclass behaves exactly like FastAPI's own class.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import fastapi.dependencies.utils as fastapi_dependency_utils
+from fastapi import BackgroundTasks
+from starlette.background import BackgroundTask
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from taskflow.launch import Acceptor, Launch, Starter
+
+
+class _Request:
+    """What the middleware tells code running in one request: its app's acceptor, and the
+    background tasks the request queued."""
+
+    __slots__ = ("accepted", "acceptor", "inject", "launches")
+
+    def __init__(self, acceptor: Acceptor, inject: bool) -> None:
+        self.acceptor = acceptor
+        #: ``TaskAdmin(auto_install=True)``: FastAPI's own ``BackgroundTasks`` parameters of
+        #: this app get the manager.
+        self.inject = inject
+        #: The request's background tasks, in the order they were queued.
+        self.launches: list[Launch] = []
+        #: How many of them the held response has accepted (see :class:`_HeldResponse`).
+        self.accepted = 0
+
+
+_request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
+    "taskflow_request", default=None
+)
+
+
+class ManagedBackgroundTasks(BackgroundTasks):
+    """FastAPI ``BackgroundTasks`` whose ``add_task`` tracks the task and returns its id.
+
+    Without a manager (none bound, none installed for the current app) it is a plain
+    ``BackgroundTasks`` and ``add_task`` returns ``None``.
+    """
+
+    def __init__(self, tasks: Any = None, *, acceptor: Acceptor | None = None) -> None:
+        super().__init__(tasks)
+        self._acceptor = acceptor
+
+    def add_task(  # type: ignore[override]
+        self, func: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> str | None:
+        """Track ``func(*args, **kwargs)`` and return its id.
+
+        ``idempotency_key="..."`` (taken out of the keyword arguments) makes every instance
+        return the same id for one key while that task is pending, running or succeeded.
+        """
+        request = _request.get()
+        acceptor = self._acceptor
+        if acceptor is None:
+            acceptor = request.acceptor if request is not None and request.inject else None
+        if acceptor is None:
+            super().add_task(func, *args, **kwargs)
+            return None
+        key = kwargs.pop("idempotency_key", None)
+        # In a request through the middleware, its response accepts the task (see
+        # _HeldResponse); a request that raises never runs it (recorded as never run).
+        record, starter = acceptor.enqueue(
+            func, args, kwargs, idempotency_key=key, held=request is not None
+        )
+        if request is not None and isinstance(starter, Launch):
+            request.launches.append(starter)
+        self.tasks.append(_Scheduled(func, starter))
+        return record.task_id
+
+
+class _Scheduled(BackgroundTask):
+    """What FastAPI runs after the response: starts the tracked task.
+
+    Skips ``BackgroundTask.__init__``, whose introspection of the callable costs more than the
+    rest of ``add_task``; FastAPI only reads ``.func`` (telemetry) and awaits the call. The call
+    is not a coroutine: it starts the task and returns what to await (usually nothing left).
+    """
+
+    def __init__(self, func: Callable[..., Any], starter: Starter) -> None:
+        self.func = func
+        self.args = ()  # type: ignore[assignment]
+        self.kwargs = {}  # type: ignore[assignment]
+        self.is_async = True
+        self.start: Starter = getattr(starter, "after_response", starter)
+
+    def __call__(self) -> Awaitable[None]:  # type: ignore[override]
+        return self.start()
+
+
+def bind(acceptor: Acceptor, background_tasks: BackgroundTasks) -> ManagedBackgroundTasks:
+    """A managed view of the request's ``background_tasks``: tasks run after the response."""
+    managed = ManagedBackgroundTasks(acceptor=acceptor)
+    managed.tasks = background_tasks.tasks  # share the list FastAPI runs after the response
+    return managed
+
+
+def install() -> None:
+    """Make FastAPI build :class:`ManagedBackgroundTasks` for ``BackgroundTasks`` parameters."""
+    fastapi_dependency_utils.BackgroundTasks = ManagedBackgroundTasks  # type: ignore[attr-defined]
+
+
+class TasksMiddleware:
+    """Pure ASGI middleware: requests to this app see its manager's acceptor in the context
+    variable (``inject``: also FastAPI's own ``BackgroundTasks`` parameters, see
+    :func:`install`), and their responses accept their tasks."""
+
+    def __init__(self, app: ASGIApp, acceptor: Acceptor, inject: bool = True) -> None:
+        self.app = app
+        self.acceptor = acceptor
+        self.inject = inject
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = _Request(self.acceptor, self.inject)
+        token = _request.set(request)
+        try:
+            if not self.acceptor.durable_accept:
+                await self.app(scope, receive, send)
+                return
+            held = _HeldResponse(request, send)
+            try:
+                await self.app(scope, receive, held.send)
+            except Exception:
+                if held.complete:  # the response was whole; what failed came after it
+                    await held.release()
+                raise
+            await held.release()
+        finally:
+            _request.reset(token)
+            # FastAPI has run every background task it is going to run: the rest never will.
+            for launch in request.launches:
+                launch.abandon()
+
+
+class _HeldResponse:
+    """The response of a request that enqueued tasks, held until the write carrying them
+    succeeded: an accepted task must survive a SIGKILL right after the client got its id
+    (milliseconds; skipped while the backend is down, bounded by ``accept_timeout``).
+
+    A whole response is kept here and sent after the app has returned, so what the app and
+    its middleware built for the request is freed while the write is under way instead of
+    being kept alive into the garbage collector's older generations. A streaming response
+    waits at its first body part instead.
+    """
+
+    __slots__ = ("_send", "complete", "messages", "request", "ticket")
+
+    def __init__(self, request: _Request, send: Send) -> None:
+        self.request = request
+        self._send = send
+        self.messages: list[Message] = []
+        self.ticket: Awaitable[bool] | None = None
+        self.complete = False
+
+    async def send(self, message: Message) -> None:
+        """The ``send`` the app gets."""
+        if self.messages:
+            self.messages.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.complete = True  # sent by release() once the app has returned
+                return
+            await self.release()
+            return
+        request = self.request
+        if message["type"] == "http.response.start" and len(request.launches) > request.accepted:
+            accepted, request.accepted = request.accepted, len(request.launches)
+            # A success starts its tasks first: a short one has finished when the commit
+            # takes its batch, and is written once instead of twice. Not an error: FastAPI
+            # runs no background tasks of a request that raised.
+            success = 200 <= message["status"] < 300
+            for launch in request.launches[accepted:]:
+                launch.accept(success)
+            self.ticket = request.acceptor.persist_soon()
+            self.messages.append(message)
+            return
+        await self._send(message)
+
+    async def release(self) -> None:
+        """Wait for the write, then send what is held."""
+        if not self.messages:
+            return
+        if self.ticket is not None:
+            await self.ticket
+            self.ticket = None
+        messages, self.messages = self.messages, []
+        for message in messages:
+            await self._send(message)

@@ -1,0 +1,104 @@
+"""The JSON API under ``/tasks``: list, detail, metrics, retry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from taskflow.backends.codec import UnreadableRecord
+from taskflow.models import TaskRecord
+from taskflow.persistence.scan import ExtraFilter, scan
+from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
+from taskflow.retry import RetryRefused
+from taskflow.web import metrics
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
+
+
+def present(manager: TaskManager, record: TaskRecord) -> dict[str, Any]:
+    """A record as the API and the dashboard stream show it: arguments only with
+    ``display_func_args``, and ``retryable``: whether a retry from any instance would run."""
+    data = record.to_dict(include_args=manager.display_func_args)
+    data["retryable"] = manager.can_retry(record)
+    return data
+
+
+def build_router(manager: TaskManager, root: str = "") -> APIRouter:
+    """The API routes; the listing is at ``root`` ("" under a prefix, "/" inside a mount)."""
+    router = APIRouter(tags=["taskflow"])
+
+    @router.get(root, summary="List tasks, newest first")
+    async def list_tasks(
+        status: Annotated[str | None, Query(description="pending, running, success, ...")] = None,
+        func_name: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
+        cursor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        instance_id: Annotated[str | None, Query(max_length=200)] = None,
+        id_contains: Annotated[
+            str | None, Query(max_length=64, description="a task id or any part of one")
+        ] = None,
+    ) -> dict[str, Any]:
+        try:
+            query = TaskQuery.build(
+                status=status,
+                func_name=func_name,
+                limit=limit,
+                since=since,
+                until=until,
+                cursor=cursor,
+            )
+        except InvalidQuery as exc:
+            # Raised as FastAPI's own validation error, so the 422 body is the one the OpenAPI
+            # schema documents (HTTPValidationError: a list of {loc, msg, type}).
+            error = {"type": "value_error", "loc": ("query", exc.field or "query"), "msg": str(exc)}
+            raise RequestValidationError([error]) from None
+        # Instance and id prefix are not indexed by the backends: a bounded scan serves them.
+        page = await scan(manager._scheduler, query, ExtraFilter(instance_id, id_contains))
+        items = [present(manager, record) for record in page.records]
+        return {"items": items, "next_cursor": page.next_cursor}
+
+    @router.get("/metrics", summary="Counts by status and function, durations, flush health")
+    async def get_metrics() -> dict[str, Any]:
+        return await metrics.collect(manager)
+
+    @router.get(
+        "/{task_id}",
+        summary="One task",
+        responses={
+            404: {"description": "Unknown id"},
+            409: {"description": "Stored, but its record cannot be read"},
+        },
+    )
+    async def get_task(task_id: str) -> dict[str, Any]:
+        try:
+            record = await manager.aget(task_id)
+        except UnreadableRecord as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"task {task_id} not found")
+        return present(manager, record)
+
+    @router.post(
+        "/{task_id}/retry",
+        status_code=202,
+        summary="Run a failed or interrupted task again as a new task (once: asking again "
+        "returns the same retry)",
+        responses={404: {"description": "Unknown id"}, 409: {"description": "Cannot retry"}},
+    )
+    async def retry_task(task_id: str) -> JSONResponse:
+        try:
+            record = await manager.retry(task_id)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"task {task_id} not found") from None
+        except RetryRefused as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        return JSONResponse({"task_id": record.task_id, "retry_of": task_id}, status_code=202)
+
+    return router
