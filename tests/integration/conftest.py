@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import RedisProcess, free_port
 from tests.integration.history import BackendUnderTest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +120,20 @@ def run_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    """A redis-server of this test's own, which it may stop, kill, pause and restart: with
+    ``appendonly`` (fsync at every write), so what it acknowledged survives a SIGKILL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server binary missing: cannot stop and restart a private Redis")
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    server = RedisProcess.start(binary, workdir, appendonly=True)
+    yield server
+    server.stop()
 
 
 #: (url, prefix) of every Redis store the tests used, swept once more at the end of the session.

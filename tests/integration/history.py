@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +30,17 @@ def list_all(base_url: str, **filters: str) -> list[dict[str, Any]]:
             if body["next_cursor"] is None:
                 return items
             params["cursor"] = body["next_cursor"]
+
+
+def completions(path: Path) -> dict[str, list[str]]:
+    """token -> the instances that completed it, one entry per completion (the lines the
+    ``tracked`` task of apps/basic.py appends to ``TEST_COMPLETIONS``)."""
+    done: dict[str, list[str]] = defaultdict(list)
+    if path.exists():
+        for line in path.read_text().splitlines():
+            token, instance = line.split(" ", 1)
+            done[token].append(instance)
+    return done
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> float:

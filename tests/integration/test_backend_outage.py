@@ -3,27 +3,15 @@ every record finished meanwhile is written once Redis is back."""
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import httpx
 import pytest
 
 from taskflow.backends import RedisBackend
-from tests.conftest import RedisProcess
 from tests.integration.history import BackendUnderTest, wait_for
 
 APP = "tests.integration.apps.basic:app"
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server binary missing: cannot stop and restart a private Redis")
-    server = RedisProcess.start(binary, tmp_path, appendonly=True)
-    yield server
-    server.stop()
 
 
 @pytest.mark.timeout(120)

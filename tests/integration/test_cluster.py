@@ -5,28 +5,16 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections import defaultdict
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.history import list_all, wait_for
+from tests.integration.history import completions, list_all, wait_for
 
 APP = "tests.integration.apps.basic:app"
 #: Fast membership for tests: heartbeat every 0.5 s, an instance is lost after 2 s of silence.
 EXPIRY = 2.0
 FAST = {"TEST_HEARTBEAT": "0.5", "TEST_EXPIRY": str(EXPIRY)}
-
-
-def completions(path: Path) -> dict[str, list[str]]:
-    """token -> the instances that completed it (one entry per completion)."""
-    done: dict[str, list[str]] = defaultdict(list)
-    if path.exists():
-        for line in path.read_text().splitlines():
-            token, instance = line.split(" ", 1)
-            done[token].append(instance)
-    return done
 
 
 def test_a_task_running_on_one_instance_shows_on_the_others_within_a_second(

@@ -5,6 +5,7 @@ TEST_BACKEND_URL: backend URL (``sqlite:///...`` or ``redis://...``); TEST_DB: S
 TEST_SHUTDOWN_TIMEOUT: drain seconds. TEST_SNAPSHOT_INTERVAL: safety-net flush seconds.
 Cluster: TEST_HEARTBEAT / TEST_EXPIRY (seconds), TEST_REQUEUE_PENDING=1, TEST_MAX_CONCURRENCY,
 TEST_COMPLETIONS: a file the ``tracked`` task appends its token to when it completes.
+TEST_DISPLAY_FUNC_ARGS=1: ``TaskAdmin(display_func_args=True)``.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ task_manager = TaskManager(
     max_concurrency=int(env("TEST_MAX_CONCURRENCY", "0")) or None,
 )
 app = FastAPI()
-TaskAdmin(app, task_manager)
+TaskAdmin(app, task_manager, display_func_args=env("TEST_DISPLAY_FUNC_ARGS") == "1")
 
 
 @task_manager.task()
@@ -93,6 +94,27 @@ def enqueue_tracked(
 def enqueue_idempotent(background_tasks: BackgroundTasks, key: str, token: str):
     task_id = background_tasks.add_task(tracked, token, 0.5, idempotency_key=key)
     return {"task_id": task_id, "instance_id": task_manager.instance_id}
+
+
+@task_manager.task()
+def open_undecodable_file() -> None:
+    # A file name that is not UTF-8, as os.fsdecode hands it over: a lone surrogate, which
+    # orjson (the backends' encoder) refuses.
+    raise RuntimeError("file " + os.fsdecode(b"caf\xff") + " not found")
+
+
+@task_manager.task()
+def count_to(number: int) -> int:
+    return number  # 2**64 + 1 under display_func_args: past what orjson encodes
+
+
+@app.post("/poison")
+def enqueue_poison(background_tasks: BackgroundTasks, kind: str):
+    """``kind=surrogate``: a task failing with a lone surrogate in its error (and traceback);
+    ``kind=bigint``: a task whose argument is 2**64 + 1."""
+    if kind == "surrogate":
+        return {"task_id": background_tasks.add_task(open_undecodable_file)}
+    return {"task_id": background_tasks.add_task(count_to, 2**64 + 1)}
 
 
 @app.get("/ping")
