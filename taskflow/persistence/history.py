@@ -24,6 +24,9 @@ logger = logging.getLogger("taskflow.persistence")
 
 T = TypeVar("T")
 
+#: Longest one read of the backend may take before it is served from memory instead (seconds):
+#: a backend that hangs is noticed within a few seconds and then not read at all.
+READ_TIMEOUT = 2.0
 #: How long a synchronous ``query()`` from another thread waits for the server's event loop.
 SYNC_QUERY_TIMEOUT = 30.0
 #: Most records one scan (filters the backends do not index) examines before it answers with a
@@ -77,7 +80,12 @@ class History:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def _backend(self) -> SnapshotBackend | None:
-        return self.backend if self.backend is not None and self.health.connected else None
+        """The backend to read, or ``None`` to answer from memory: while it is not ready (down,
+        hung, refusing writes) a read would wait for its timeouts, and a listing, the dashboard
+        and the metrics would hang with it."""
+        if self.backend is None or not self.health.ready:
+            return None
+        return self.backend
 
     async def aquery(self, query: TaskQuery) -> Page:
         """One page of records matching ``query``, newest first."""
@@ -86,11 +94,11 @@ class History:
         if backend is None:
             return local
         try:
-            stored = await backend.query(query)
-        except (BackendError, OSError) as exc:
+            stored = await asyncio.wait_for(backend.query(query), READ_TIMEOUT)
+        except (BackendError, OSError, asyncio.TimeoutError) as exc:
             # Readiness is the pings' and the writes' to say: a read failing alone (and a
             # query no backend could serve) must not take the instance out of rotation.
-            logger.warning("taskflow history read from %s failed: %s", backend.describe(), exc)
+            logger.warning("taskflow history read from %s failed: %r", backend.describe(), exc)
             return local
         return merge_pages([local, stored], query.limit)
 
@@ -102,9 +110,9 @@ class History:
         if record is not None or backend is None:
             return record
         try:
-            return await backend.get(task_id)
-        except (BackendError, OSError) as exc:
-            logger.warning("taskflow read of %s failed: %s", task_id, exc)
+            return await asyncio.wait_for(backend.get(task_id), READ_TIMEOUT)
+        except (BackendError, OSError, asyncio.TimeoutError) as exc:
+            logger.warning("taskflow read of %s failed: %r", task_id, exc)
             return None
 
     def query(self, query: TaskQuery) -> Page:
@@ -160,12 +168,12 @@ class History:
         """All stored history plus this instance's live and unflushed records, each once."""
         by_status: Counter[str] = Counter()
         by_func: Counter[str] = Counter()
-        backend = self._backend() if self.health.ready else None
+        backend = self._backend()
         history_counted = False
         if backend is not None:
             try:
-                counts = await backend.counts()
-            except (BackendError, OSError):
+                counts = await asyncio.wait_for(backend.counts(), READ_TIMEOUT)
+            except (BackendError, OSError, asyncio.TimeoutError):
                 pass
             else:
                 by_status.update(counts.by_status)
