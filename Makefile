@@ -25,21 +25,23 @@ $(APP_STAMP): pyproject.toml
 	touch $(APP_STAMP)
 
 # The fast layer first (in-process, real SQLite files and the test Redis), then the layer that
-# starts real server processes and sends them real signals.
+# starts real server processes (tests/integration, tests/browser: marked `integration`) and
+# sends them real signals.
 test: setup
-	$(PY) -m pytest tests --ignore=tests/integration -q
-	$(PY) -m pytest tests/integration -q
+	$(PY) -m pytest tests -m "not integration" -q
+	$(PY) -m pytest tests -m integration -q
 
 test-unit: setup
-	$(PY) -m pytest tests --ignore=tests/integration -q
+	$(PY) -m pytest tests -m "not integration" -q
 
 test-integration: setup
-	$(PY) -m pytest tests/integration -q
+	$(PY) -m pytest tests -m integration -q
 
 lint: setup
 	$(PY) -m ruff check taskflow tests bench deploy loadtest
 	$(PY) -m ruff format --check taskflow tests bench deploy loadtest
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(PY) -m ruff check --fix taskflow tests bench deploy loadtest

@@ -20,6 +20,7 @@ import signal
 from typing import Any
 
 from taskflow.settings import Settings
+from taskflow.web.server import server_serving
 
 #: The port every stack's instances listen on (nginx/conf.d/upstream.conf points at it).
 DEFAULT_PORT = 8000
@@ -165,7 +166,7 @@ def post_worker_init(worker: Any) -> None:
 
     def handle_quit(signum: int, frame: Any) -> None:
         gunicorn_handle_exit(signum, frame)
-        if _uvicorn_serving():
+        if server_serving():  # during taskflow's drain the SIGTERM handler is taskflow's
             signal.raise_signal(signal.SIGTERM)
 
     worker.handle_exit = handle_quit
@@ -190,14 +191,3 @@ def post_worker_init(worker: Any) -> None:
 
 def _die_of_sigterm(signum: int, frame: Any) -> None:
     signal.raise_signal(signal.SIGTERM)
-
-
-def _uvicorn_serving() -> bool:
-    """Whether uvicorn serves and has not begun to shut down.
-
-    uvicorn installs its bound ``Server.handle_exit`` as the SIGTERM handler while it serves
-    (uvicorn/server.py, ``capture_signals``) and sets ``should_exit`` on the first signal; during
-    taskflow's drain the handler is taskflow's own (taskflow/shutdown.py).
-    """
-    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-    return getattr(server, "should_exit", None) is False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskflow.admin import TaskAdmin
+from taskflow.admin import TaskAdmin, admin_router
 from taskflow.background import ManagedBackgroundTasks
 from taskflow.manager import TaskManager
 from taskflow.models import TaskRecord, TaskStatus
@@ -19,5 +19,6 @@ __all__ = [
     "TaskQuery",
     "TaskRecord",
     "TaskStatus",
+    "admin_router",
 ]
 __version__ = "0.1.0"

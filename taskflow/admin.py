@@ -86,18 +86,17 @@ class TaskAdmin:
     ) -> list[BaseRoute]:
         """The listing at ``path`` and a Mount with everything below it."""
         guarded = [Depends(self.auth.guard)]
-        admin = APIRouter()
-        if dashboard:
-            # Before the API routes, whose GET /{task_id} would match these paths too.
-            admin.include_router(build_dashboard_router(self.auth, self.path))
-            stream = build_stream_router(self.stream_hub, self.auth, heartbeat=stream_heartbeat)
-            admin.include_router(stream, dependencies=guarded)
         api = build_router(manager, root="/")
-        admin.include_router(api, dependencies=guarded)
+        admin = _admin_router(
+            api, self.auth, self.stream_hub, self.path, dashboard, stream_heartbeat, prefix=""
+        )
         listing = next(r for r in api.routes if isinstance(r, APIRoute) and r.path == "/")
         # A mount is invisible to OpenAPI: the same routes are appended after the app's own
         # routes at startup, where the gate always matches first, so they only document.
-        self._document = [build_router(manager), stream] if dashboard else [build_router(manager)]
+        self._document = [build_router(manager)]
+        if dashboard:
+            stream = build_stream_router(self.stream_hub, self.auth, heartbeat=stream_heartbeat)
+            self._document.append(stream)
         self._guarded = guarded
         return [
             APIRoute(
@@ -158,3 +157,52 @@ class TaskAdmin:
             return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
         return [route for route in health.routes if isinstance(route, APIRoute)]
+
+
+def admin_router(
+    task_manager: TaskManager,
+    *,
+    path: str = "/tasks",
+    admin_token: str | None = None,
+    dashboard: bool = True,
+    stream_heartbeat: float = 15.0,
+) -> APIRouter:
+    """The API (and the dashboard, its stream and login) under ``path`` as a router, for the
+    conventional spelling::
+
+        app = FastAPI(lifespan=task_manager.lifespan)
+        app.include_router(admin_router(task_manager))
+
+    What
+    :class:`TaskAdmin` adds besides is not here: the health endpoints, the response headers,
+    and the middleware that gives ``background_tasks: BackgroundTasks`` parameters ids and
+    holds responses until their tasks are stored; use ``Depends(task_manager.get_tasks)``.
+    """
+    auth = AdminAuth(admin_token, revocations=Revocations(task_manager.backend))
+    path = "/" + path.strip("/")
+    api = build_router(task_manager)
+    hub = StreamHub(task_manager)
+    return _admin_router(api, auth, hub, path, dashboard, stream_heartbeat, prefix=path)
+
+
+def _admin_router(
+    api: APIRouter,
+    auth: AdminAuth,
+    hub: StreamHub,
+    path: str,
+    dashboard: bool,
+    stream_heartbeat: float,
+    *,
+    prefix: str,
+) -> APIRouter:
+    """The admin routes (the dashboard's, then ``api``) at ``prefix``, guarded by ``auth``;
+    the dashboard's links point below ``path``."""
+    guarded = [Depends(auth.guard)]
+    admin = APIRouter()
+    if dashboard:
+        # Before the API routes, whose GET /{task_id} would match these paths too.
+        admin.include_router(build_dashboard_router(auth, path), prefix=prefix)
+        stream = build_stream_router(hub, auth, heartbeat=stream_heartbeat)
+        admin.include_router(stream, prefix=prefix, dependencies=guarded)
+    admin.include_router(api, prefix=prefix, dependencies=guarded)
+    return admin

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from taskflow.backends.base import BackendError, InstanceInfo, SnapshotBackend
+from taskflow.backends.base import BackendError, ClusterBackend, InstanceInfo
 from taskflow.events import EventBus, EventKind
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.persistence.store import CallSpec, TaskStore
@@ -76,7 +76,7 @@ class ClusterMonitor:
 
     def __init__(
         self,
-        backend: SnapshotBackend,
+        backend: ClusterBackend,
         instance_id: Callable[[], str],
         on_claimed: ClaimHandler,
         *,
@@ -205,7 +205,7 @@ class Takeover:
     arguments, under their own id (exactly once: each was claimed by one instance); the rest
     are finished as ``interrupted`` with the reason. Either way this instance becomes the
     owner, so a late copy from the former one cannot replace its verdict (see
-    :meth:`~taskflow.backends.base.SnapshotBackend.save`).
+    :meth:`~taskflow.backends.base.HistoryBackend.save`).
     """
 
     def __init__(
@@ -271,7 +271,7 @@ def idempotent_task_id(key: str) -> str:
     return hashlib.sha256(f"taskflow-idempotency:{key}".encode()).hexdigest()[:32]
 
 
-async def claim_key(backend: SnapshotBackend, record: TaskRecord) -> bool:
+async def claim_key(backend: ClusterBackend, record: TaskRecord) -> bool:
     """Claim an idempotent task's id cluster-wide: True when this record was stored as the
     key's task, False when another task holds the key. A backend error runs it here (logged):
     a task is better run twice than never."""

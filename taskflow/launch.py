@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from taskflow.arguments import keep_arguments
-from taskflow.backends.base import SnapshotBackend
+from taskflow.backends.base import ClusterBackend
 from taskflow.cluster import claim_key, idempotent_task_id
 from taskflow.events import EventBus, EventKind
 from taskflow.models import KEY_HOLDERS, TaskRecord, new_task_id
@@ -59,6 +59,7 @@ class Acceptor:
         bus: EventBus,
         runner: Runner,
         persistence: Persistence,
+        claims: ClusterBackend | None,
         instance_id: Callable[[], str],
         max_args_bytes: int,
         durable_accept: bool,
@@ -69,6 +70,8 @@ class Acceptor:
         self.bus = bus
         self.runner = runner
         self.persistence = persistence
+        #: Where idempotency keys are claimed cluster-wide (None: in this instance only).
+        self.claims = claims
         self.instance_id = instance_id
         self.max_args_bytes = max_args_bytes
         self.durable_accept = durable_accept
@@ -79,8 +82,9 @@ class Acceptor:
         self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
-    def backend(self) -> SnapshotBackend | None:
-        return self.persistence.backend
+    def persistent(self) -> bool:
+        """Records go to a backend that other instances share."""
+        return self.persistence.backend is not None
 
     def enqueue(
         self,
@@ -117,7 +121,7 @@ class Acceptor:
             idempotency_key=idempotency_key,
         )
         call = self._call(record, definition, args, kwargs)
-        claim = idempotency_key is not None and self.backend is not None
+        claim = idempotency_key is not None and self.claims is not None
         if claim:
             self.store.hold(task_id)  # written by the claim in the launch, not by a flush
         self.store.add(record, call)
@@ -268,8 +272,8 @@ class Launch:
 
     async def _claim(self) -> bool:
         acceptor, record = self.acceptor, self.record
-        assert acceptor.backend is not None
-        if not await claim_key(acceptor.backend, record):
+        assert acceptor.claims is not None
+        if not await claim_key(acceptor.claims, record):
             acceptor.store.discard(record.task_id)
             return False
         acceptor.store.release(record.task_id)

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from fastapi import BackgroundTasks
 
 from taskflow.arguments import DEFAULT_MAX_STORED_BYTES
-from taskflow.backends.base import SnapshotBackend
+from taskflow.backends.base import HistoryBackend, cluster_part
 from taskflow.backends.cipher import ArgumentCipher
 from taskflow.backends.codec import RecordCodec
 from taskflow.backends.urls import backend_from_url, load_backend_class
@@ -44,13 +45,15 @@ class TaskManager:
     """Tracks background tasks: ids, status, retries, timings, errors; optionally persisted.
 
     In memory when neither ``snapshot_db`` (a SQLite file path) nor ``snapshot_backend`` (a
-    :class:`~taskflow.backends.SnapshotBackend` or a backend URL) is given.
+    :class:`~taskflow.backends.SnapshotBackend` or a backend URL) is given. A backend that
+    implements only the history contract (:class:`~taskflow.backends.base.HistoryBackend`)
+    works too, with the cluster features off (see :mod:`taskflow.backends.base`).
     """
 
     def __init__(
         self,
         snapshot_db: str | os.PathLike[str] | None = None,
-        snapshot_backend: SnapshotBackend | str | None = None,
+        snapshot_backend: HistoryBackend | str | None = None,
         snapshot_interval: float = 30.0,
         *,
         max_records: int = 10_000,
@@ -76,7 +79,7 @@ class TaskManager:
     ) -> None:
         if snapshot_db is not None and snapshot_backend is not None:
             raise ValueError("give snapshot_db or snapshot_backend, not both")
-        backend: SnapshotBackend | None
+        backend: HistoryBackend | None
         if isinstance(snapshot_backend, str):
             backend = backend_from_url(snapshot_backend)
         elif snapshot_db is not None:
@@ -88,6 +91,11 @@ class TaskManager:
         cipher = ArgumentCipher(args_keys) if args_keys else None
         if backend is not None and cipher is not None:
             backend.codec = RecordCodec(cipher)
+        # The cluster features need the cluster contract: with a history-only backend, no live
+        # records (nobody could claim a lost instance's), keys and logouts per instance.
+        cluster = cluster_part(backend)
+        persist_live = persist_live and cluster is not None
+        self._history_only = backend is not None and cluster is None
         self._instance_id = instance_id
         self.shutdown_timeout = shutdown_timeout
         self.requeue_pending = requeue_pending
@@ -117,16 +125,17 @@ class TaskManager:
             bus=self._bus,
             runner=self._runner,
             persistence=self._scheduler,
+            claims=cluster,
             instance_id=lambda: self.instance_id,
             max_args_bytes=max_args_bytes,
-            durable_accept=durable_accept and persist_live and backend is not None,
+            durable_accept=durable_accept and persist_live,
             accept_timeout=accept_timeout,
         )
         self._acceptor.display_args = display_func_args
         self._retries = Retries(self._acceptor, self.aget)
         self._cluster = (
             ClusterMonitor(
-                backend,
+                cluster,
                 lambda: self.instance_id,
                 Takeover(
                     self._registry, self._store, self._bus, self._runner, lambda: self.instance_id
@@ -134,7 +143,7 @@ class TaskManager:
                 heartbeat_interval=heartbeat_interval,
                 expiry=instance_expiry,
             )
-            if backend is not None and persist_live
+            if cluster is not None and persist_live
             else None
         )
         self._started = False
@@ -148,7 +157,7 @@ class TaskManager:
         return self._instance_id or default_instance_id()
 
     @property
-    def backend(self) -> SnapshotBackend | None:
+    def backend(self) -> HistoryBackend | None:
         """The shared store the history is written to, or ``None`` when in memory only."""
         return self._scheduler.backend
 
@@ -366,6 +375,17 @@ class TaskManager:
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """The manager's lifespan: ``FastAPI(lifespan=task_manager.lifespan)``, or
+        ``async with task_manager.lifespan(app):`` inside your own. Starts it, and stops it (the
+        drain and the final flush) when the app shuts down. ``TaskAdmin`` does this itself."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
     async def start(self) -> None:
         """Start persistence (restore, flush loops). Called by TaskAdmin's lifespan hook."""
         if self._started:
@@ -378,6 +398,13 @@ class TaskManager:
         if self._cluster is not None:
             await self._cluster.start()
         self._started = True
+        if self._history_only:
+            logger.warning(
+                "taskflow backend %s implements the history contract only: the cluster view, "
+                "takeover of a lost instance's tasks, cluster-wide idempotency keys and logouts "
+                "seen by every instance are off",
+                self._scheduler.backend.describe() if self._scheduler.backend else "",
+            )
         logger.info(
             "taskflow started: instance %s, backend %s",
             self.instance_id,

@@ -38,6 +38,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def epoch(moment: datetime) -> float:
+    """Epoch seconds of ``moment``; a naive datetime is taken as UTC, as queries do."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def new_task_id() -> str:
     """32 hex digits: a 48-bit millisecond timestamp, then 80 random bits.
 

@@ -48,8 +48,8 @@ class Retries:
             return False
         if record.rerunnable and record.args is not None:
             return self.acceptor.registry.by_name(record.func_name) is not None
-        persistent = self.acceptor.backend is not None
-        return not persistent and self.acceptor.store.call_of(record.task_id) is not None
+        held = self.acceptor.store.call_of(record.task_id) is not None
+        return held and not self.acceptor.persistent
 
     async def run_again(self, task_id: str) -> TaskRecord:
         """The retry's record; ``KeyError`` for an unknown id, :class:`RetryRefused` when the

@@ -18,6 +18,22 @@ from fastapi import FastAPI
 
 from taskflow import TaskAdmin, TaskManager
 
+TESTS = Path(__file__).resolve().parent
+#: Folders whose tests start real server processes: marked ``integration`` (and the browser's
+#: ``browser`` too), so that ``pytest -m "not integration"`` starts none. A ``pytestmark`` in a
+#: conftest.py has no effect on the tests beside it; this hook is how a folder marks them.
+MARKED_FOLDERS = {
+    "integration": ("integration",),
+    "browser": ("integration", "browser"),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        for marker in MARKED_FOLDERS.get(folder, ()):
+            item.add_marker(getattr(pytest.mark, marker))
+
 
 @pytest.fixture
 def manager() -> TaskManager:

@@ -111,3 +111,43 @@ async def test_custom_path_mounts_the_api_there(make_client):
     async for client in make_client(app):
         assert (await client.get("/admin/jobs")).status_code == 200
         assert (await client.get("/tasks")).status_code == 404
+
+
+async def test_the_conventional_spelling_a_lifespan_and_a_router(make_client):
+    from contextlib import asynccontextmanager
+
+    from fastapi import Depends
+
+    from taskflow import ManagedBackgroundTasks, admin_router
+
+    manager = TaskManager()
+    ran: list[str] = []
+
+    @manager.task()
+    async def note(text: str) -> None:
+        ran.append(text)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # the app's own, composed with the manager's
+        async with manager.lifespan(app):
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    app.include_router(admin_router(manager))
+
+    @app.post("/note")
+    async def post_note(tasks: ManagedBackgroundTasks = Depends(manager.get_tasks)) -> dict:
+        task_id = tasks.add_task(note, "hello")
+        # The seed's synchronous history read works inside async def too (from memory here).
+        return {"task_id": task_id, "known": [r.task_id for r in manager.query(limit=10)]}
+
+    async for client in make_client(app):
+        body = (await client.post("/note")).json()
+        assert body["task_id"] in body["known"]
+        record = await wait_finished(manager, body["task_id"])
+        assert record.status is TaskStatus.SUCCESS and ran == ["hello"]
+        listed = (await client.get("/tasks")).json()["items"]
+        assert [item["task_id"] for item in listed] == [body["task_id"]]
+        assert (await client.get(f"/tasks/{body['task_id']}")).status_code == 200
+        assert (await client.get("/tasks/dashboard")).status_code == 200
+    assert not manager.ready  # the lifespan stopped it

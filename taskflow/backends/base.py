@@ -1,4 +1,12 @@
-"""The contract every snapshot backend fulfils."""
+"""The two contracts a backend fulfils: history (what every backend must do) and cluster.
+
+:class:`HistoryBackend` stores and reads task records: enough for persistence, restarts and
+the shared history. :class:`ClusterBackend` adds what several instances need to work as one
+cluster: the instance registry and heartbeats, claims of a lost instance's live records,
+idempotency keys, and logouts seen everywhere. A backend that implements only the history
+works; the manager then turns the cluster features off and says so once in its log.
+:class:`SnapshotBackend` is both, as the kit's SQLite and Redis backends are.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +43,7 @@ class HistoryCounts:
     by_func: dict[str, int] = field(default_factory=dict)
 
 
-class SnapshotBackend(ABC):
+class HistoryBackend(ABC):
     """Shared store of task records, used by every instance that points at it.
 
     Implementations are used from one event loop per process; every method is a coroutine and
@@ -60,7 +68,7 @@ class SnapshotBackend(ABC):
         """Where the data lives, for log lines (never includes a password)."""
 
     @abstractmethod
-    def clone(self) -> SnapshotBackend:
+    def clone(self) -> HistoryBackend:
         """A new, unopened backend on the same store (used for calls from another event loop)."""
 
     @abstractmethod
@@ -79,7 +87,8 @@ class SnapshotBackend(ABC):
         (``instance_id``) is not the owner of the copy being saved is not replaced and its id
         is returned: :meth:`claim_live` moved it to another instance, and this copy is a late
         result of the former owner (the owner ``""``, parking a task for requeue, is the one
-        exception). Nothing is written when a key the write needs holds data of another kind.
+        exception; a backend without claims refuses nothing). Nothing is written when a key
+        the write needs holds data of another kind.
         """
 
     @abstractmethod
@@ -113,7 +122,14 @@ class SnapshotBackend(ABC):
     async def counts(self) -> HistoryCounts:
         """Record counts by status and by function over everything stored."""
 
-    # -- the cluster: instances, ownership of live records, idempotency ----------------------
+
+class ClusterBackend(ABC):
+    """What several instances on one store need to work as one cluster: the instance registry
+    and heartbeats, claims of live records (a lost instance's tasks go to exactly one survivor),
+    idempotency keys, and logouts every instance sees. Every method is atomic where it says so,
+    never a read followed by a write."""
+
+    # -- instances, ownership of live records, idempotency ------------------------------------
 
     @abstractmethod
     async def heartbeat(self, info: InstanceInfo) -> None:
@@ -178,3 +194,16 @@ class SnapshotBackend(ABC):
     @abstractmethod
     async def session_revoked(self, session_id: str) -> bool:
         """True when ``session_id`` was revoked and its ``expires_at`` has not passed (a read)."""
+
+
+def cluster_part(backend: object) -> ClusterBackend | None:
+    """``backend`` when it implements the cluster contract too, else ``None``."""
+    return backend if isinstance(backend, ClusterBackend) else None
+
+
+class SnapshotBackend(HistoryBackend, ClusterBackend):
+    """A backend of both contracts: the history and the cluster (the kit's SQLite and Redis)."""
+
+    @abstractmethod
+    def clone(self) -> SnapshotBackend:
+        """A new, unopened backend on the same store (both contracts)."""

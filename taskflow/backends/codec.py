@@ -16,11 +16,15 @@ from typing import Any
 import orjson
 
 from taskflow.backends.cipher import ArgumentCipher
-from taskflow.models import TERMINAL_STATUSES, TaskRecord
+from taskflow.models import KEY_HOLDERS, LIVE_STATUSES, TERMINAL_STATUSES, TaskRecord
 from taskflow.storable import safe_text, storable
 
-#: Status values that never change again, as stored (the upsert rules of every backend use them).
+#: The status sets of :mod:`taskflow.models` as stored values, for the backends' SQL and Lua:
+#: statuses that never change again (the upsert rules), live ones (claims), and those under
+#: which an idempotency key is taken.
 TERMINAL_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in TERMINAL_STATUSES))
+LIVE_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in LIVE_STATUSES))
+KEY_HOLDER_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in KEY_HOLDERS))
 #: Task ids remembered per codec so that each odd record is logged once, not at every read.
 LOGGED_IDS = 1_000
 

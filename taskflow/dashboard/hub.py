@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from taskflow.models import TaskRecord, utcnow
 from taskflow.query import TaskQuery
 from taskflow.web import metrics
 from taskflow.web.api import present
+from taskflow.web.server import server_is_exiting
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -65,30 +65,6 @@ class Message:
 
 RESYNC = Message("resync", "{}")
 BYE = Message("bye", '{"reason": "shutdown"}')
-
-
-def server_is_exiting() -> bool:
-    """True once uvicorn (also under gunicorn's UvicornWorker) has begun a graceful shutdown.
-
-    uvicorn installs its bound method ``Server.handle_exit`` as the SIGTERM handler
-    (uvicorn/server.py, ``capture_signals``) and sets ``should_exit`` on the first signal, but
-    then waits for open connections to close before the lifespan shutdown runs: streams must end
-    by themselves or they hold the shutdown up. sse-starlette reaches the same flag by patching
-    ``Server.handle_exit``; reading the installed handler needs no patch.
-
-    A worker recycled by ``--limit-max-requests`` (gunicorn's ``max_requests``) leaves without
-    that flag: uvicorn's ``on_tick`` only compares its request count with the limit. The same
-    comparison here ends the streams of such a worker too.
-    """
-    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
-    if server is None:
-        return False
-    if getattr(server, "should_exit", False) is True:
-        return True
-    limit = getattr(server, "limit_max_requests", None)
-    state = getattr(server, "server_state", None)
-    requests = getattr(state, "total_requests", None)
-    return isinstance(limit, int) and isinstance(requests, int) and requests >= limit
 
 
 class Subscription:

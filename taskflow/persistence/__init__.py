@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
-from taskflow.backends.base import SnapshotBackend
+from taskflow.backends.base import HistoryBackend
 from taskflow.events import EventBus
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.persistence.flusher import Flusher
@@ -43,7 +43,7 @@ class Persistence:
         self,
         store: TaskStore,
         bus: EventBus,
-        backend: SnapshotBackend | None,
+        backend: HistoryBackend | None,
         *,
         interval: float = 30.0,
         restore_limit: int = 1000,

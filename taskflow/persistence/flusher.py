@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-from taskflow.backends.base import BackendError, SnapshotBackend
+from taskflow.backends.base import BackendError, HistoryBackend
 from taskflow.events import EventBus, EventKind
 from taskflow.models import TaskRecord, new_task_id, utcnow
 from taskflow.persistence.health import BackendHealth
@@ -42,7 +42,7 @@ class Flusher:
         self,
         store: TaskStore,
         bus: EventBus,
-        backend: SnapshotBackend,
+        backend: HistoryBackend,
         health: BackendHealth,
         *,
         persist_live: bool,

@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from taskflow.backends.base import BackendError, SnapshotBackend
+from taskflow.backends.base import BackendError, HistoryBackend
 from taskflow.models import TaskRecord
 from taskflow.persistence.health import BackendHealth
 from taskflow.persistence.store import TaskStore
@@ -68,7 +68,7 @@ class History:
     def __init__(
         self,
         store: TaskStore,
-        backend: SnapshotBackend | None,
+        backend: HistoryBackend | None,
         health: BackendHealth,
         *,
         live_in_backend: bool,
@@ -79,7 +79,7 @@ class History:
         self.live_in_backend = live_in_backend
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def _backend(self) -> SnapshotBackend | None:
+    def _backend(self) -> HistoryBackend | None:
         """The backend to read, or ``None`` to answer from memory: while it is not ready (down,
         hung, refusing writes) a read would wait for its timeouts, and a listing, the dashboard
         and the metrics would hang with it."""

@@ -9,7 +9,7 @@ import logging
 import time
 from datetime import timedelta
 
-from taskflow.backends.base import SnapshotBackend
+from taskflow.backends.base import HistoryBackend
 from taskflow.models import utcnow
 from taskflow.persistence.flusher import Flusher
 from taskflow.persistence.health import BackendHealth
@@ -38,7 +38,7 @@ class Upkeep:
 
     def __init__(
         self,
-        backend: SnapshotBackend,
+        backend: HistoryBackend,
         store: TaskStore,
         health: BackendHealth,
         flusher: Flusher,

@@ -12,10 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from starlette._utils import get_route_path
 from starlette.datastructures import URLPath
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
+
+
+def route_path(scope: Scope) -> str:
+    """The path routes match against: the request path without the app's root path (as
+    Starlette's own routing computes it; its helper for this is private)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
+
 
 #: Where a matched request's inner route is kept in the scope, for :meth:`RouteGate.handle`.
 _ROUTE = "taskflow.route"
@@ -32,7 +44,7 @@ class RouteGate(BaseRoute):
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         if scope["type"] not in ("http", "websocket"):
             return Match.NONE, {}
-        path = get_route_path(scope)
+        path = route_path(scope)
         if path not in self.exact and not path.startswith(self.prefix):
             return Match.NONE, {}
         partial: Scope | None = None

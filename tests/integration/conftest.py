@@ -21,8 +21,6 @@ from tests.integration.history import BackendUnderTest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.integration
-
 
 @dataclass
 class Server:

@@ -18,7 +18,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from tests.deploy_files import DEPLOY, ROOT
+from tests.deploy.deploy_files import DEPLOY, ROOT
 
 BASE_IMAGE = "taskflow-test-base:bookworm"
 APP_IMAGE = "taskflow-kit:compose-test"

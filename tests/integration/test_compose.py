@@ -19,7 +19,13 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.deploy_files import TEST_TOKEN, TOPOLOGIES, compose_command, compose_env, run_compose
+from tests.deploy.deploy_files import (
+    TEST_TOKEN,
+    TOPOLOGIES,
+    compose_command,
+    compose_env,
+    run_compose,
+)
 from tests.integration.docker_images import (
     build_app_image,
     docker,

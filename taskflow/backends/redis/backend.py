@@ -29,7 +29,7 @@ from taskflow.backends.redis.keys import DEFAULT_PREFIX, RedisKeys
 from taskflow.backends.redis.pack import with_hiredis_packing
 from taskflow.backends.redis.stream import call_streamed
 from taskflow.backends.urls import mask_url
-from taskflow.models import TaskRecord, TaskStatus
+from taskflow.models import TaskRecord, TaskStatus, epoch
 from taskflow.query import Page, TaskQuery, make_page, sort_ts
 
 #: Most records one save script call carries (see :meth:`RedisBackend.save`). A larger batch
@@ -210,7 +210,7 @@ class RedisBackend(SnapshotBackend):
         with self._errors("heartbeat"):
             async with self._require().pipeline(transaction=True) as pipe:
                 pipe.hset(self.keys.instances, info.instance_id, json.dumps(data))
-                pipe.zadd(self.keys.heartbeats, {info.instance_id: _epoch(info.last_heartbeat)})
+                pipe.zadd(self.keys.heartbeats, {info.instance_id: epoch(info.last_heartbeat)})
                 await pipe.execute()
 
     async def deregister(self, instance_id: str) -> None:
@@ -232,7 +232,7 @@ class RedisBackend(SnapshotBackend):
 
     async def expire_instances(self, heartbeat_before: datetime) -> list[str]:
         keys = [self.keys.heartbeats, self.keys.instances]
-        ids = await self._script("expire", "EXPIRE_INSTANCES", keys, [_epoch(heartbeat_before)])
+        ids = await self._script("expire", "EXPIRE_INSTANCES", keys, [epoch(heartbeat_before)])
         return sorted(str(i) for i in ids)
 
     async def live_owners(self) -> set[str]:
@@ -274,7 +274,7 @@ class RedisBackend(SnapshotBackend):
             raise ValueError(f"keep must be >= 0, got {keep}")
         if older_than is None and keep is None:
             return 0
-        below = "" if older_than is None else repr(_epoch(older_than))
+        below = "" if older_than is None else repr(epoch(older_than))
         args = [*self.keys.script_prefixes, below, "" if keep is None else keep, PRUNE_CHUNK]
         keys = [*self.keys.finished_indexes(), *self.keys.script_keys]
         removed = 0
@@ -360,7 +360,7 @@ class RedisBackend(SnapshotBackend):
 
     async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
         # A relative TTL from this host's clock, the clock that judges a session's age here.
-        ttl_ms = int((_epoch(expires_at) - time.time()) * 1000)
+        ttl_ms = int((epoch(expires_at) - time.time()) * 1000)
         if ttl_ms <= 0:
             return
         with self._errors("revoke session"):
@@ -406,10 +406,6 @@ def check_url(url: str) -> None:
         parse_url(url)  # the options redis-py reads from the query string
     except ValueError as exc:
         raise ValueError(f"Redis URL {shown!r}: {exc}") from None
-
-
-def _epoch(moment: datetime) -> float:
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def instance_info(instance_id: str, data: str, heartbeat: float | None) -> InstanceInfo:

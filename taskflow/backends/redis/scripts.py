@@ -10,7 +10,7 @@ where they can; a wrong-type key there can fail them after part of their work.
 
 from __future__ import annotations
 
-from taskflow.backends.codec import TERMINAL_VALUES
+from taskflow.backends.codec import KEY_HOLDER_VALUES, LIVE_VALUES, TERMINAL_VALUES
 from taskflow.models import TaskStatus
 
 
@@ -30,14 +30,15 @@ def _lua_list(values: tuple[str, ...]) -> str:
 #: its id is stored as pending, running or success, and then returns {"exists", data} instead;
 #: "force" saves whatever is stored. Live records are also members of live:<owner>, whose
 #: owners are members of KEYS[2].
-SAVE = """
+SAVE = (
+    """
 local task_p, status_p, sf_p, live_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local mode, FIRST, W = ARGV[5], 6, 6
-local terminal, statuses = __TERMINAL__, __STATUSES__
+local terminal, statuses, holders = __TERMINAL__, __STATUSES__, __KEY_HOLDERS__
 if mode == 'claim' then
   local id = ARGV[FIRST]
   local held = redis.call('HMGET', task_p .. id, 'status', 'data')
-  if held[1] == 'pending' or held[1] == 'running' or held[1] == 'success' then
+  if held[1] and holders[held[1]] then
     return {'exists', held[2]}
   end
   mode = 'force'
@@ -184,8 +185,9 @@ for owner in pairs(left) do
   if redis.call('SCARD', live_p .. owner) == 0 then redis.call('SREM', KEYS[2], owner) end
 end
 return refused
-""".replace("__TERMINAL__", _lua_set(TERMINAL_VALUES)).replace(
-    "__STATUSES__", _lua_list(tuple(s.value for s in TaskStatus))
+""".replace("__TERMINAL__", _lua_set(TERMINAL_VALUES))
+    .replace("__STATUSES__", _lua_list(tuple(s.value for s in TaskStatus)))
+    .replace("__KEY_HOLDERS__", _lua_set(KEY_HOLDER_VALUES))
 )
 
 #: KEYS: the indexes whose union is listed (one or more). ARGV: record hash prefix, highest and
@@ -309,12 +311,13 @@ return #ids
 CLAIM_LIVE = """
 local task_p, owner, new_owner = ARGV[1], ARGV[2], ARGV[3]
 local limit = tonumber(ARGV[4])
+local live = __LIVE__
 local out, n = {}, 0
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   if limit and n >= limit then break end
   local got = redis.call('HMGET', task_p .. id, 'status', 'owner', 'data')
   redis.call('SREM', KEYS[1], id)
-  if (got[1] == 'pending' or got[1] == 'running') and got[2] == owner then
+  if got[1] and live[got[1]] and got[2] == owner then
     redis.call('HSET', task_p .. id, 'owner', new_owner)
     redis.call('SADD', KEYS[2], id)
     out[#out + 1] = id
@@ -325,7 +328,7 @@ end
 if redis.call('SCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], owner) end
 if n > 0 then redis.call('SADD', KEYS[3], new_owner) end
 return out
-"""
+""".replace("__LIVE__", _lua_set(LIVE_VALUES))
 
 #: KEYS: the heartbeats sorted set, the instances hash. ARGV: heartbeat time bound. Removes the
 #: instances whose heartbeat is older and returns their ids (each to exactly one caller).

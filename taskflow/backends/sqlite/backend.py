@@ -29,7 +29,6 @@ from taskflow.backends.sqlite.sql import (
     PRUNE_BEYOND,
     PRUNE_OLDER,
     UPSERT,
-    epoch,
     owners_refused,
     read_row,
     select_sql,
@@ -46,7 +45,7 @@ from taskflow.backends.sqlite.txn import (
 )
 from taskflow.backends.sqlite.wal import SAFETY_AUTOCHECKPOINT_PAGES, Checkpointer
 from taskflow.backends.urls import mask_url
-from taskflow.models import TaskRecord
+from taskflow.models import TaskRecord, epoch
 from taskflow.query import Page, TaskQuery, make_page
 
 logger = logging.getLogger(__name__)

@@ -11,13 +11,18 @@ import aiosqlite
 
 from taskflow.backends.base import InstanceInfo
 from taskflow.backends.codec import RecordCodec
-from taskflow.backends.sqlite.sql import READ_COLUMNS, TASK_INSERT, epoch, read_row, task_row
-from taskflow.models import TaskRecord
+from taskflow.backends.sqlite.sql import (
+    KEY_HOLDERS_SQL,
+    LIVE_SQL,
+    READ_COLUMNS,
+    TASK_INSERT,
+    read_row,
+    task_row,
+)
+from taskflow.models import TaskRecord, epoch
 
 logger = logging.getLogger("taskflow.backends.sqlite")
 
-_LIVE = "('pending', 'running')"
-_HOLDS = "('pending', 'running', 'success')"
 
 HEARTBEAT = """
     INSERT INTO instances (instance_id, host, pid, started_ts, heartbeat) VALUES (?, ?, ?, ?, ?)
@@ -61,7 +66,7 @@ async def expire_instances(conn: aiosqlite.Connection, heartbeat_before: datetim
 
 async def live_owners(conn: aiosqlite.Connection) -> set[str]:
     rows = await conn.execute_fetchall(
-        f"SELECT DISTINCT instance_id FROM tasks WHERE status IN {_LIVE}"
+        f"SELECT DISTINCT instance_id FROM tasks WHERE status IN {LIVE_SQL}"
     )
     return {str(row[0]) for row in rows}
 
@@ -71,7 +76,7 @@ async def claim_live(
 ) -> list[TaskRecord]:
     rows = await conn.execute_fetchall(
         f"UPDATE tasks SET instance_id = ? WHERE task_id IN ("
-        f" SELECT task_id FROM tasks WHERE instance_id = ? AND status IN {_LIVE}"
+        f" SELECT task_id FROM tasks WHERE instance_id = ? AND status IN {LIVE_SQL}"
         f" ORDER BY sort_ts LIMIT ?) RETURNING {READ_COLUMNS}",
         (new_owner, owner, -1 if limit is None else limit),
     )
@@ -82,7 +87,7 @@ async def claim_live(
 async def claim_new(
     conn: aiosqlite.Connection, codec: RecordCodec, record: TaskRecord
 ) -> TaskRecord | None:
-    sql = f"SELECT {READ_COLUMNS} FROM tasks WHERE task_id = ? AND status IN {_HOLDS}"
+    sql = f"SELECT {READ_COLUMNS} FROM tasks WHERE task_id = ? AND status IN {KEY_HOLDERS_SQL}"
     rows = list(await conn.execute_fetchall(sql, (record.task_id,)))
     if rows:
         existing = read_row(codec, *rows[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import aiosqlite
 
 from taskflow.backends.base import BackendError
+from taskflow.backends.sqlite.sql import LIVE_SQL
 
 #: Schema this code reads and writes; files with a lower version are migrated on open.
 SCHEMA_VERSION = 3
@@ -64,7 +65,8 @@ _CREATE_V2 = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS tasks_live_by_owner ON tasks (instance_id)"
-    " WHERE status IN ('pending', 'running')",
+    # Built from the live statuses: a change of that set needs a migration of its own.
+    f" WHERE status IN {LIVE_SQL}",
 )
 
 # Version 3: dashboard sessions ended by a logout, kept until they would have expired, so that

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
-from taskflow.backends.codec import TERMINAL_VALUES, RecordCodec
+from taskflow.backends.codec import KEY_HOLDER_VALUES, LIVE_VALUES, TERMINAL_VALUES, RecordCodec
 from taskflow.models import TaskRecord
 from taskflow.query import TaskQuery, sort_ts
 
+
+def sql_list(values: tuple[str, ...]) -> str:
+    """``('a', 'b')``: a status set as an SQL list (the values are the enum's, never input)."""
+    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
+
+
 _TERMINAL = ", ".join(f"'{value}'" for value in TERMINAL_VALUES)
+#: The live statuses and the idempotency key holders, as SQL lists.
+LIVE_SQL = sql_list(LIVE_VALUES)
+KEY_HOLDERS_SQL = sql_list(KEY_HOLDER_VALUES)
 
 #: The INTO ... VALUES part of every insert of a row built by :func:`task_row`.
 TASK_INSERT = """INTO tasks
@@ -103,11 +111,6 @@ def task_row(codec: RecordCodec, record: TaskRecord) -> tuple[Any, ...]:
 def read_row(codec: RecordCodec, task_id: bytes, data: bytes) -> TaskRecord | None:
     """The record of a row read as :data:`READ_COLUMNS` (``None`` when it cannot be decoded)."""
     return codec.decode(data, task_id.decode("utf-8", "replace"))
-
-
-def epoch(moment: datetime) -> float:
-    """Epoch seconds of ``moment``; a naive datetime is taken as UTC, as queries do."""
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 def owners_refused(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[str]:

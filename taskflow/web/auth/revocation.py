@@ -1,7 +1,7 @@
 """Revocations: sessions ended by a logout are refused on every instance until they would have
 expired anyway.
 
-With a backend the revocation is stored there (:meth:`SnapshotBackend.revoke_session`), so a
+With a backend the revocation is stored there (:meth:`ClusterBackend.revoke_session`), so a
 logout on one instance ends the session on all of them; without one, in this process (there is
 no other instance then). Each instance remembers
 
@@ -22,7 +22,7 @@ import logging
 import time
 from datetime import datetime, timezone
 
-from taskflow.backends.base import BackendError, SnapshotBackend
+from taskflow.backends.base import BackendError, HistoryBackend, cluster_part
 from taskflow.web.auth.sessions import Session
 
 logger = logging.getLogger("taskflow.web.auth")
@@ -34,12 +34,14 @@ MAX_REMEMBERED = 10_000
 
 
 class Revocations:
-    """Sessions ended by a logout: stored in ``backend`` (shared), or in this process."""
+    """Sessions ended by a logout: stored in ``backend`` (shared) when it implements the
+    cluster contract, or in this process."""
 
     def __init__(
-        self, backend: SnapshotBackend | None, *, check_seconds: float = CHECK_SECONDS
+        self, backend: HistoryBackend | None, *, check_seconds: float = CHECK_SECONDS
     ) -> None:
-        self.backend = backend
+        self.backend = cluster_part(backend)
+        self._where = backend.describe() if backend is not None else "memory"
         self.check_seconds = check_seconds
         self._revoked: dict[str, float] = {}  # id -> when the session expires (epoch seconds)
         self._not_revoked: dict[str, float] = {}  # id -> when that was read (monotonic)
@@ -77,7 +79,7 @@ class Revocations:
                 logger.warning(
                     "taskflow: cannot read ended dashboard sessions from %s (%s); until it "
                     "answers, logouts on other instances are not seen here",
-                    self.backend.describe(),
+                    self._where,
                     exc,
                 )
             self._failing = True

@@ -171,7 +171,8 @@ headers = st.lists(
     ),
     max_size=4,
 )
-#: Every route under the admin path (the stream, endless, has the API's guard: tests/test_auth.py).
+#: Every route under the admin path (the stream, endless, has the API's guard: see
+#: tests/web/auth/test_auth.py).
 routes = st.sampled_from(
     [
         ("GET", "/tasks"),

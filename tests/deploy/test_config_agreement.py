@@ -17,7 +17,7 @@ import pytest
 from deploy import nginx_config, runner, stack
 from taskflow.settings import DEFAULTS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 
 # -- a small nginx config reader -----------------------------------------------------------------

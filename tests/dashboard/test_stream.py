@@ -14,7 +14,8 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from taskflow import TaskAdmin, TaskManager
-from taskflow.dashboard.hub import RESYNC, Message, Subscription, diff, server_is_exiting
+from taskflow.dashboard.hub import RESYNC, Message, Subscription, diff
+from taskflow.web.server import server_is_exiting
 from tests.helpers import wait_finished
 from tests.sse import EventStream, Frame
 

