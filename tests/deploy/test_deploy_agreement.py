@@ -1,8 +1,8 @@
 """Compose and Kubernetes agree with the app, gunicorn and nginx on ports, names, paths and time.
 
 The counterpart of tests/deploy/test_config_agreement.py for deploy/Dockerfile,
-deploy/compose*.yml and k8s/: each value is read from the file that owns it (gunicorn.conf.py executed, nginx parsed,
-Compose's and kustomize's own output), never restated here.
+deploy/compose*.yml and k8s/: each value is read from the file that owns it (gunicorn.conf.py
+executed, nginx parsed, Compose's and kustomize's own output), never restated here.
 """
 
 from __future__ import annotations
