@@ -117,7 +117,7 @@ async def postgres_store(postgres_url: str) -> AsyncIterator[Store]:
         conn = await asyncpg.connect(postgres_url)
         try:
             await conn.execute(
-                f"INSERT INTO {schema}.tasks VALUES ($1, $2, $3, $4, $4, NULL, 'raw', $5)"
+                f"INSERT INTO {schema}.tasks VALUES ($1, $2, $3, $4, 'raw', $5)"
                 " ON CONFLICT (task_id) DO UPDATE SET data = excluded.data,"
                 " status = excluded.status, func_name = excluded.func_name",
                 task_id,

@@ -38,6 +38,8 @@ class PostgresProcess:
     bin_dir: Path
     port: int = field(default_factory=free_port)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tf-pg-")))
+    #: Off for the drills (they test what the client sees, faster); on for the benchmarks.
+    fsync: bool = False
 
     @property
     def url(self) -> str:
@@ -48,11 +50,11 @@ class PostgresProcess:
         return self.workdir / "data"
 
     @classmethod
-    def create(cls) -> PostgresProcess:
+    def create(cls, *, fsync: bool = False) -> PostgresProcess:
         binary = pg_bin()
         if binary is None:
             raise RuntimeError("no PostgreSQL installed (/usr/lib/postgresql/*/bin)")
-        server = cls(binary)
+        server = cls(binary, fsync=fsync)
         if os.geteuid() == 0:
             shutil.chown(server.workdir, "postgres")
         initdb = [str(binary / "initdb"), "-D", str(server.data), "-A", "trust", "-U", "postgres"]
@@ -61,7 +63,8 @@ class PostgresProcess:
         return server
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1"
+        options += "" if self.fsync else " -c fsync=off"
         command = [str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-o", options]
         command += ["-l", str(self.workdir / "log"), "-w", "start"]
         subprocess.run(_as_postgres(*command), check=True, capture_output=True)

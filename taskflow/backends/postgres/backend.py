@@ -29,7 +29,7 @@ from taskflow.backends.postgres.schema import (
     too_new,
 )
 from taskflow.backends.urls import mask_url
-from taskflow.models import TaskRecord, epoch
+from taskflow.models import TaskRecord, TaskStatus, epoch
 from taskflow.query import Page, TaskQuery, make_page, sort_ts
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ DEFAULT_POOL_SIZE = 4
 OPTIONS = ("schema", "pool_size")
 _SCHEMES = ("postgresql", "postgres")
 _TERMINAL = frozenset(TERMINAL_VALUES)
+#: Every status, as stored (the values are the enum's, never input).
+STATUS_VALUES = tuple(status.value for status in TaskStatus)
 #: Errors of the driver and the network that make a call fail (turned into BackendError).
 _ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
@@ -178,19 +180,16 @@ class PostgresBackend(SnapshotBackend):
         return [
             str(task_id)
             for task_id, owner in owners
-            if owner != latest[task_id][6] and latest[task_id][6] != ""
+            if owner != latest[task_id][4] and latest[task_id][4] != ""
         ]
 
     def _row(self, record: TaskRecord) -> tuple[Any, ...]:
         record, data = self.codec.encode(record)
-        end = record.end_time
         return (
             record.task_id,
             record.func_name,
             record.status.value,
             sort_ts(record),
-            record.created_at.timestamp(),
-            end.timestamp() if end is not None else None,
             record.instance_id,
             data.decode(),
         )
@@ -338,17 +337,15 @@ class Statements:
         tasks = f"{schema}.tasks"
         terminal, live = _sql_list(TERMINAL_VALUES), _sql_list(LIVE_VALUES)
         holders = _sql_list(KEY_HOLDER_VALUES)
-        insert = f"""INSERT INTO {tasks}
-            (task_id, func_name, status, sort_ts, created_ts, end_ts, instance_id, data)"""
+        insert = f"INSERT INTO {tasks} (task_id, func_name, status, sort_ts, instance_id, data)"
         assign = """func_name = excluded.func_name, status = excluded.status,
-            sort_ts = excluded.sort_ts, created_ts = excluded.created_ts, end_ts = excluded.end_ts,
-            instance_id = excluded.instance_id, data = excluded.data"""
+            sort_ts = excluded.sort_ts, instance_id = excluded.instance_id, data = excluded.data"""
         # A stale live copy never replaces a finished row, and a row another instance took
         # over (claim_live made it the owner) is not replaced by its former owner's copy (a late
         # result); the owner '' parks a task for requeue. RETURNING lists what was written.
         self.upsert = f"""{insert}
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[],
-                $5::float8[], $6::float8[], $7::text[], $8::text[])
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[],
+                $6::text[])
             ON CONFLICT (task_id) DO UPDATE SET {assign}
             WHERE ({tasks}.status NOT IN {terminal} OR excluded.status IN {terminal})
               AND ({tasks}.instance_id = excluded.instance_id OR excluded.instance_id = '')
@@ -379,7 +376,7 @@ class Statements:
         # Stored unless the id's row is pending, running or succeeded: one statement, so of
         # several callers with the same id exactly one writes (the others wait on its row lock
         # and then see it). A failed or interrupted row is replaced: the key runs again.
-        self.claim_new = f"""{insert} VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        self.claim_new = f"""{insert} VALUES ($1, $2, $3, $4, $5, $6)
             ON CONFLICT (task_id) DO UPDATE SET {assign}
             WHERE {tasks}.status NOT IN {holders}
             RETURNING task_id"""
@@ -412,13 +409,19 @@ class Statements:
         for position in (cursor, after):
             if position is not None:
                 where.append(f"(sort_ts, task_id) < ({bind(position[0])}, {bind(position[1])})")
-        filters = f" WHERE {' AND '.join(where)}" if where else ""
         limit = f"${len(params) + 1}"
-        sql = (
-            f"SELECT task_id, data, sort_ts FROM {self._tasks}{filters}"
-            f" ORDER BY sort_ts DESC, task_id DESC LIMIT {limit}"
-        )
-        return sql, params
+        order = f"ORDER BY sort_ts DESC, task_id DESC LIMIT {limit}"
+        columns = "task_id, data, sort_ts"
+        if query.func_name is not None and query.status is None:
+            # One function: the merge of its (status, function) ranges, each read in order.
+            parts = [
+                f"(SELECT {columns} FROM {self._tasks} WHERE status = '{status}' AND "
+                f"{' AND '.join(where)} {order})"
+                for status in STATUS_VALUES
+            ]
+            return f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS merged {order}", params
+        filters = f" WHERE {' AND '.join(where)}" if where else ""
+        return f"SELECT {columns} FROM {self._tasks}{filters} {order}", params
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:

@@ -35,17 +35,15 @@ def migrations(schema: str) -> dict[int, tuple[str, ...]]:
                 func_name   text NOT NULL,
                 status      text NOT NULL,
                 sort_ts     double precision NOT NULL,  -- record.sort_time: the listing order
-                created_ts  double precision NOT NULL,
-                end_ts      double precision,
                 instance_id text NOT NULL,              -- the owner (claims move it)
                 data        text NOT NULL               -- the record's JSON, the source of truth
             )
             """,
-            # One index per filter combination of query(), each in the listing order: every
-            # listing is an index range read in order, no sort.
+            # Every listing is index ranges read in order, no sort: all records, one status, one
+            # status and function; one function is the merge of its status ranges (no index of
+            # its own: each index costs every write).
             f"CREATE INDEX tasks_by_time ON {schema}.tasks (sort_ts DESC, task_id DESC)",
             f"CREATE INDEX tasks_by_status ON {schema}.tasks (status, sort_ts DESC, task_id DESC)",
-            f"CREATE INDEX tasks_by_func ON {schema}.tasks (func_name, sort_ts DESC, task_id DESC)",
             f"CREATE INDEX tasks_by_status_func ON {schema}.tasks"
             " (status, func_name, sort_ts DESC, task_id DESC)",
             # Built from the live statuses: a change of that set needs a migration of its own.
