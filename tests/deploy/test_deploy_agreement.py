@@ -47,7 +47,7 @@ def k8s(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, An
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, dict[str, Any]]:
-    return {t: compose_model(t, ("loadtest",))["services"] for t in TOPOLOGIES}
+    return {t: compose_model(t)["services"] for t in TOPOLOGIES}
 
 
 def flag(command: list[str], name: str) -> str:
@@ -211,7 +211,13 @@ def test_compose_passes_locust_options_through(compose):
         for name in scenario_options() - LOCAL_ONLY - {k.replace("-", "_") for k in conf}:
             assert env[f"LOCUST_{name.upper()}"] is None, (topology, name)
         assert env["LOCUST_RUN_TIME"] is None
-        assert env["LOCUST_EXPECT_WORKERS"] == str(worker["deploy"]["replicas"])
+        # One switch runs the master and the workers' container, or neither (and then a plain
+        # `down` still removes them: they are no profile's); the master waits for as many
+        # workers as that container forks.
+        assert master["deploy"]["replicas"] == worker["deploy"]["replicas"] == 0
+        assert "profiles" not in master and "profiles" not in worker
+        assert f"--processes={env['LOCUST_EXPECT_WORKERS']}" in worker["command"]
+        assert master["build"] == worker["build"], "built, never pulled"
         assert worker["environment"]["LOCUST_LOCUSTFILE"] == env["LOCUST_LOCUSTFILE"]
         # The command line would beat the variables.
         for argv in (master["command"], worker["command"]):
