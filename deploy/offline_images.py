@@ -1,6 +1,6 @@
 """Everything the Compose stacks need on a machine that reaches no image registry, in one command.
 
-    python3 -m deploy.offline_images >> .env        # make offline-images (docs/compose.md)
+    python3 -m deploy.offline_images --env-file .env    # make offline-images (docs/compose.md)
 
 1. **A base image**, ``taskflow-kit-base:<suite>``: a minimal Debian of this machine's release,
    made with debootstrap from its own apt mirror and loaded with ``docker import``. It holds
@@ -15,9 +15,10 @@
    another patch level would pick other wheels: redis needs async-timeout below 3.11.3).
 
 Then ``docker compose build`` works offline: both Dockerfiles install from the wheelhouse alone.
-What to add to ``.env`` is printed on stdout (progress goes to stderr). Needs root (debootstrap),
-a Docker engine, and PyPI and the Debian mirror reachable: the standard library only, so it runs
-with the system's python3 before any virtualenv exists.
+The image settings for Compose (``BASE_IMAGE``, ``NGINX_IMAGE``, ``REDIS_IMAGE``) are printed on
+stdout, and written into the ``--env-file`` given (its other lines are kept). Needs root
+(debootstrap), a Docker engine, and PyPI and the Debian mirror reachable; the standard library
+only, so it runs with the system's python3 before any virtualenv exists.
 """
 
 from __future__ import annotations
@@ -187,15 +188,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--rebuild", action="store_true", help="make the base image again")
+    parser.add_argument("--env-file", type=Path, help="set the image settings in this file")
     args = parser.parse_args(argv)
     if shutil.which("docker") is None:
         raise SystemExit("offline-images: the docker CLI is missing")
     base = build_base(rebuild=args.rebuild)
     count = fill_wheelhouse(base)
-    log(f"{count} wheels in {WHEELHOUSE.relative_to(ROOT)}; add the lines below to .env")
-    # Settings for Compose (.env): the one base serves as all three images.
-    print(f"BASE_IMAGE={base}\nNGINX_IMAGE={base}\nREDIS_IMAGE={base}")
+    log(f"{count} wheels in {WHEELHOUSE.relative_to(ROOT)}")
+    # Settings for Compose: the one base serves as all three images.
+    settings = {"BASE_IMAGE": base, "NGINX_IMAGE": base, "REDIS_IMAGE": base}
+    print("\n".join(f"{k}={v}" for k, v in settings.items()))
+    if args.env_file is not None:
+        set_env(args.env_file, settings)
+        log(f"set {', '.join(settings)} in {args.env_file}")
     return 0
+
+
+def set_env(path: Path, settings: dict[str, str]) -> None:
+    """Set ``settings`` in a dotenv file: replaced where set, appended otherwise."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if line.split("=", 1)[0].strip() not in settings]
+    path.write_text("\n".join([*kept, *(f"{k}={v}" for k, v in settings.items())]) + "\n")
 
 
 if __name__ == "__main__":

@@ -186,7 +186,9 @@ until [ -n "$(upstream_list)" ]; do
     sleep "$interval"
 done
 (locked refresh)
-nginx_cmd -g 'daemon off;' &
+# nginx itself, not a function or a subshell: $! must be nginx, which is what the traps below
+# signal (a background subshell of this shell would ignore QUIT, and nginx would never stop).
+nginx -p "$prefix/" -c "$prefix/nginx.conf" -e stderr -g 'daemon off;' &
 nginx_pid=$!
 # This shell is PID 1: hand stop signals to nginx. QUIT is nginx's graceful stop (the official
 # image's STOPSIGNAL and the Compose file's stop_signal), TERM its fast one.

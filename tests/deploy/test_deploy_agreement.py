@@ -37,6 +37,10 @@ pytestmark = pytest.mark.skipif(
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text()
 #: Scenario options that make no sense in a container: chaos's local run folder, files.
 LOCAL_ONLY = {"run_dir", "summary_file", "ledger_file"}
+#: What the cluster adds before nginx hears of a pod that went or came (not the kit's to set):
+#: the TTL of CoreDNS's answers for a Service (its kubernetes plugin's default, 5 s), and the
+#: moment the endpoint's change takes to reach CoreDNS.
+DNS_TTL, ENDPOINT_LAG = 5, 1
 
 
 @pytest.fixture(scope="module")
@@ -222,3 +226,60 @@ def test_compose_passes_locust_options_through(compose):
         # The command line would beat the variables.
         for argv in (master["command"], worker["command"]):
             assert not [a for a in argv if a.startswith(("-f", "--locustfile", "--expect"))]
+
+
+def reresolve_interval(docs: list[dict[str, Any]]) -> float:
+    """How often the in-cluster nginx looks the pods up: its Deployment's RERESOLVE_INTERVAL,
+    else nginx/entrypoint.sh's default."""
+    (container,) = by_kind(docs, "Deployment")["taskflow-nginx"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    default = re.search(r"interval=\$\{RERESOLVE_INTERVAL:-(\d+)\}", ENTRYPOINT)
+    assert default, "nginx/entrypoint.sh sets no default interval"
+    return float(env.get("RERESOLVE_INTERVAL", default[1]))
+
+
+ENTRYPOINT = (ROOT / "nginx/entrypoint.sh").read_text()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rollouts_readiness_prestop_and_nginx_agree(k8s, overlay):
+    """A rollout never drops capacity and never sends a request to a pod that stopped
+    accepting, through the Service or the kit's nginx (no cluster here: the numbers agree)."""
+    docs = k8s[overlay]
+    deployment = by_kind(docs, "Deployment")["taskflow-app"]["spec"]
+    strategy = deployment["strategy"]
+    assert strategy["type"] == "RollingUpdate", overlay
+    assert (
+        strategy["rollingUpdate"]["maxUnavailable"] == 0
+        and strategy["rollingUpdate"]["maxSurge"] >= 1
+    )
+    container = app_container(docs)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    learn = ENDPOINT_LAG + DNS_TTL + reresolve_interval(docs)
+    # A leaving pod serves on until nginx (the slowest to hear of it) stopped sending to it...
+    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > learn, overlay
+    # ...and an old pod goes only once nginx has heard of the new one.
+    assert deployment["minReadySeconds"] > learn, overlay
+    # nginx reaches the pods through a headless Service that lists ready pods only.
+    headless = by_kind(docs, "Service")["taskflow-app-headless"]["spec"]
+    assert headless["clusterIP"] == "None" and not headless.get("publishNotReadyAddresses")
+    upstream = parse_nginx(ROOT / "k8s/components/nginx/upstream.conf", ROOT / "nginx")
+    assert [d[1][0].split(":")[0] for d in upstream] == ["taskflow-app-headless"]
+    assert "reload" in ENTRYPOINT and "drain" in ENTRYPOINT
+
+
+def test_the_sqlite_rollout_keeps_its_pods_on_one_node(k8s):
+    """Two pods open the SQLite file during a rollout: only ever on the node of the others."""
+    spec = by_kind(k8s["sqlite"], "Deployment")["taskflow-app"]["spec"]
+    assert spec["replicas"] == 1
+    pod = spec["template"]
+    (term,) = pod["spec"]["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert "topologySpreadConstraints" not in pod["spec"]
+    (claim,) = by_kind(k8s["sqlite"], "PersistentVolumeClaim").values()
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]

@@ -178,7 +178,7 @@ def test_every_pod_is_hardened(rendered, overlay):
 def test_sqlite_is_one_pod_and_redis_many(rendered):
     sqlite, redis = rendered["sqlite", ()], rendered["redis", ()]
     one = by_kind(sqlite, "Deployment")["taskflow-app"]["spec"]
-    assert one["replicas"] == 1 and one["strategy"] == {"type": "Recreate"}
+    assert one["replicas"] == 1 and one["strategy"]["type"] == "RollingUpdate"
     assert not by_kind(sqlite, "HorizontalPodAutoscaler")
     (claim,) = by_kind(sqlite, "PersistentVolumeClaim").values()
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
