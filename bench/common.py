@@ -65,6 +65,24 @@ def report(name: str, value: str, target: str, ok: bool) -> None:
 
 
 @contextmanager
+def postgres_url() -> Iterator[str]:
+    """``TASKFLOW_BENCH_POSTGRES_URL``, or a private PostgreSQL cluster (fsync on, as in
+    production) on a free port for this run. Each use takes a schema of its own."""
+    if os.environ.get("TASKFLOW_BENCH_POSTGRES_URL"):
+        yield os.environ["TASKFLOW_BENCH_POSTGRES_URL"]
+        return
+    from tests.integration.postgres_process import PostgresProcess, pg_bin
+
+    if pg_bin() is None:
+        raise SystemExit("bench: needs PostgreSQL installed or TASKFLOW_BENCH_POSTGRES_URL")
+    server = PostgresProcess.create(fsync=True)
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextmanager
 def redis_url() -> Iterator[str]:
     """``TASKFLOW_BENCH_REDIS_URL``, or a private redis-server on a free port for this run."""
     if os.environ.get("TASKFLOW_BENCH_REDIS_URL"):

@@ -8,8 +8,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from bench.common import finished_records, redis_url, report, summary, timed
-from taskflow.backends import RedisBackend, SnapshotBackend, SqliteBackend
+from bench.common import finished_records, postgres_url, redis_url, report, summary, timed
+from taskflow.backends import PostgresBackend, RedisBackend, SnapshotBackend, SqliteBackend
 from taskflow.events import EventBus
 from taskflow.persistence.flusher import Flusher
 from taskflow.persistence.health import BackendHealth
@@ -63,6 +63,15 @@ async def main() -> None:
         times = await flush_times(RedisBackend(url, prefix=prefix))
         report(
             "Redis (atomic script calls)",
+            summary(times),
+            "< 150 ms",
+            statistics.median(times) < TARGET_SECONDS,
+        )
+    with postgres_url() as url:
+        schema = f"bench_{uuid.uuid4().hex[:6]}"
+        times = await flush_times(PostgresBackend(url, schema=schema))
+        report(
+            "PostgreSQL (one unnest upsert)",
             summary(times),
             "< 150 ms",
             statistics.median(times) < TARGET_SECONDS,

@@ -16,9 +16,18 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
-from bench.common import FUNCS, finished_records, ms, redis_url, report, summary, timed
+from bench.common import (
+    FUNCS,
+    finished_records,
+    ms,
+    postgres_url,
+    redis_url,
+    report,
+    summary,
+    timed,
+)
 from taskflow import TaskManager
-from taskflow.backends import RedisBackend, SnapshotBackend, SqliteBackend
+from taskflow.backends import PostgresBackend, RedisBackend, SnapshotBackend, SqliteBackend
 from taskflow.query import TaskQuery
 
 HISTORY = int(os.environ.get("BENCH_HISTORY", "1000000"))
@@ -93,6 +102,9 @@ async def main() -> None:
     with redis_url() as url:
         tag = uuid.uuid4().hex[:6]
         await run("Redis", lambda size: RedisBackend(url, prefix=f"bench-{size}-{tag}"))
+    with postgres_url() as url:
+        tag = uuid.uuid4().hex[:6]
+        await run("PostgreSQL", lambda size: PostgresBackend(url, schema=f"bench_{size}_{tag}"))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import redis_url, report
+from bench.common import postgres_url, redis_url, report
 from tests.conftest import free_port
 
 CONNECTIONS = 32
@@ -133,7 +133,7 @@ def main() -> None:
         f"enqueue over HTTP (uvicorn, {CONNECTIONS} keep-alive connections, "
         f"{REQUESTS:,} requests x {ROUNDS} rounds)"
     )
-    with tempfile.TemporaryDirectory() as tmp, redis_url() as redis:
+    with tempfile.TemporaryDirectory() as tmp, redis_url() as redis, postgres_url() as postgres:
 
         def sqlite() -> str:
             return f"sqlite:///{Path(tmp) / uuid.uuid4().hex}.db"
@@ -162,6 +162,10 @@ def main() -> None:
                 "BENCH_VARIANT": "db",
                 "BENCH_BACKEND_URL": redis,
                 "BENCH_LIVE": "0",
+            },
+            "taskflow, PostgreSQL": lambda: {
+                "BENCH_VARIANT": "db",
+                "BENCH_BACKEND_URL": f"{postgres}?schema=bench_{uuid.uuid4().hex[:8]}",
             },
         }
         servers = {name: serve(env()) for name, env in variants.items()}

@@ -256,6 +256,9 @@ class TaskManager:
         """
         return bind(self._acceptor, background_tasks)
 
+    #: fastapi-taskflow's name for :meth:`get_tasks`: ``Depends(task_manager.background_tasks)``.
+    background_tasks = get_tasks
+
     def submit(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> str:
         """Start a task now, outside any request (the manager must be started).
 
@@ -434,3 +437,8 @@ class TaskManager:
         )
         self._acceptor.loop = None
         self._started = False
+
+    #: fastapi-taskflow's name for :meth:`start`, for lifespans written for it.
+    startup = start
+    #: fastapi-taskflow's name for :meth:`stop`.
+    shutdown = stop

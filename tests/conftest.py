@@ -167,6 +167,33 @@ class RedisProcess:
         self.proc.send_signal(signal.SIGCONT)
 
 
+DEFAULT_TEST_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A reachable PostgreSQL for the tests: ``TASKFLOW_TEST_POSTGRES_URL`` (default the
+    ``test`` database on 127.0.0.1:5432); skip, saying so, only when none answers (``.ci/run``
+    starts one). Each test works in a schema of its own."""
+    import asyncio
+
+    url = os.environ.get("TASKFLOW_TEST_POSTGRES_URL", DEFAULT_TEST_POSTGRES_URL)
+
+    async def answers() -> bool:
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(url, timeout=2)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await conn.close()
+        return True
+
+    if not asyncio.run(answers()):
+        pytest.skip(f"PostgreSQL not reachable at {url}")
+    return url
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

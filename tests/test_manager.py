@@ -6,11 +6,14 @@ import gc
 import os
 import socket
 import tracemalloc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
+from fastapi import Depends, FastAPI
 
-from taskflow import TaskManager, TaskStatus
-from tests.helpers import wait_until_idle
+from taskflow import ManagedBackgroundTasks, TaskManager, TaskStatus
+from tests.helpers import wait_finished, wait_until_idle
 
 
 def test_task_decorator_with_and_without_arguments():
@@ -99,6 +102,38 @@ async def test_100k_tasks_stay_within_the_store_bound_and_memory_stays_flat():
     # 80,000 more tasks through a full store: memory must not grow with the task count
     # (each record alone is ~1 KiB, so a leak would show as tens of MiB).
     assert grown < 512 * 1024, f"memory grew by {grown / 1024:.0f} KiB"
+
+
+async def test_fastapi_taskflows_names_startup_shutdown_and_background_tasks(make_client):
+    """The seed's spellings work as written there (docs/migrating.md): a lifespan that calls
+    ``startup()``/``shutdown()``, and ``Depends(task_manager.background_tasks)``."""
+    manager = TaskManager()
+    ran: list[str] = []
+
+    @manager.task()
+    async def note(text: str) -> None:
+        ran.append(text)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await manager.startup()
+        yield
+        await manager.shutdown()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/note")
+    async def post_note(
+        background_tasks: ManagedBackgroundTasks = Depends(manager.background_tasks),
+    ) -> dict[str, str | None]:
+        return {"task_id": background_tasks.add_task(note, "hello")}
+
+    async for client in make_client(app):
+        assert manager.ready
+        task_id = (await client.post("/note")).json()["task_id"]
+        record = await wait_finished(manager, task_id)
+        assert record.status is TaskStatus.SUCCESS and ran == ["hello"]
+    assert not manager.ready  # shutdown() stopped it
 
 
 async def test_submit_needs_a_started_manager():

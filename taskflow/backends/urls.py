@@ -10,10 +10,12 @@ from urllib.parse import urlsplit
 
 from taskflow.backends.base import SnapshotBackend
 
-#: Class name -> (module, extra that provides its dependencies, or None when always installed).
-_CLASSES: dict[str, tuple[str, str | None]] = {
+#: Class name -> (module, the extra that provides its dependencies and the module that extra
+#: installs; None when always installed).
+_CLASSES: dict[str, tuple[str, tuple[str, str] | None]] = {
     "SqliteBackend": ("taskflow.backends.sqlite", None),
-    "RedisBackend": ("taskflow.backends.redis", "redis"),
+    "RedisBackend": ("taskflow.backends.redis", ("redis", "redis")),
+    "PostgresBackend": ("taskflow.backends.postgres", ("postgres", "asyncpg")),
 }
 
 #: The password of a URL's user info, ``scheme://user:password@host`` (and ``user:password@host``
@@ -33,17 +35,20 @@ _SCHEMES: dict[str, str] = {
     "redis": "RedisBackend",
     "rediss": "RedisBackend",
     "unix": "RedisBackend",
+    "postgresql": "PostgresBackend",
+    "postgres": "PostgresBackend",
 }
 
 
 def load_backend_class(name: str) -> Any:
     """Import and return a backend class, naming the extra to install when it is missing."""
-    module_name, extra = _CLASSES[name]
+    module_name, needs = _CLASSES[name]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if extra is None or exc.name not in (extra, module_name):
+        if needs is None or exc.name not in (needs[1], module_name):
             raise
+        extra = needs[0]
         raise ImportError(
             f"{name} needs the '{extra}' extra: pip install 'taskflow-kit[{extra}]'"
         ) from exc
@@ -51,7 +56,8 @@ def load_backend_class(name: str) -> Any:
 
 
 def backend_from_url(url: str) -> SnapshotBackend:
-    """Build the backend a URL names: ``sqlite:///path/to/file.db`` or ``redis://host:port/db``.
+    """Build the backend a URL names: ``sqlite:///path/to/file.db``, ``redis://host:port/db`` or
+    ``postgresql://user@host:5432/db``.
 
     Raises ``ValueError`` naming what is wrong with the URL.
     """

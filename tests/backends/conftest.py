@@ -104,7 +104,55 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
         await store.aclose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture
+async def postgres_store(postgres_url: str) -> AsyncIterator[Store]:
+    """A PostgreSQL store in a schema of its own; the schema is dropped afterwards."""
+    import asyncpg
+
+    from taskflow.backends.postgres import PostgresBackend
+
+    schema = f"tftest_{uuid.uuid4().hex[:12]}"
+
+    async def write_raw(task_id: str, func: str, status: str, ts: float, data: str) -> None:
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute(
+                f"INSERT INTO {schema}.tasks VALUES ($1, $2, $3, $4, 'raw', $5)"
+                " ON CONFLICT (task_id) DO UPDATE SET data = excluded.data,"
+                " status = excluded.status, func_name = excluded.func_name",
+                task_id,
+                func,
+                status,
+                ts,
+                data,
+            )
+        finally:
+            await conn.close()
+
+    async def problems() -> list[str]:
+        return []  # one table: its rows are the records, its indexes PostgreSQL's own
+
+    store = Store(
+        "postgres", lambda: PostgresBackend(postgres_url, schema=schema), write_raw, problems
+    )
+    try:
+        yield store
+    finally:
+        await store.aclose()
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await conn.close()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
 def store(request: pytest.FixtureRequest) -> Store:
     """The store of the backend kind under test (the parameter every contract test runs with)."""
     result: Store = request.getfixturevalue(f"{request.param}_store")

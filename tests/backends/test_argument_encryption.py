@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from taskflow import RetryRefused, TaskManager, TaskStatus
 from taskflow.backends.base import SnapshotBackend
 from taskflow.backends.cipher import ArgumentCipher
+from taskflow.backends.postgres import PostgresBackend
 from taskflow.backends.redis import RedisBackend
 from taskflow.backends.sqlite import SqliteBackend
 from tests.backends.conftest import Store
@@ -32,6 +33,15 @@ async def raw_data(backend: SnapshotBackend, task_id: str) -> str:
                 await conn.execute_fetchall("SELECT data FROM tasks WHERE task_id = ?", (task_id,))
             )
         return str(rows[0][0])
+    if isinstance(backend, PostgresBackend):
+        import asyncpg
+
+        conn = await asyncpg.connect(backend.dsn)
+        try:
+            sql = f"SELECT data FROM {backend.schema}.tasks WHERE task_id = $1"
+            return str(await conn.fetchval(sql, task_id))
+        finally:
+            await conn.close()
     assert isinstance(backend, RedisBackend)
     client = Redis.from_url(backend.url, decode_responses=True)
     try:

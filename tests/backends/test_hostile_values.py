@@ -213,6 +213,11 @@ def raw_bytes_writer(store: Store) -> Any:
                     "UPDATE tasks SET data = CAST(? AS TEXT) WHERE task_id = ?", (data, task_id)
                 )
                 await conn.commit()
+        elif store.kind == "postgres":
+            # PostgreSQL refuses text that is not valid UTF-8 at the door: what another
+            # program can store there is text that is not a record.
+            bad = data.decode("utf-8", "replace")
+            await store.write_raw(task_id, "send_email", "failed", utcnow().timestamp(), bad)
         else:
             from redis.asyncio import Redis
 

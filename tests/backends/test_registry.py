@@ -17,7 +17,9 @@ SECRET = "hunter2"
 
 #: URLs with a password that every backend or the registry refuses, each for its own reason.
 REFUSED = [
-    f"postgres://u:{SECRET}@h/db",  # unknown scheme
+    f"mysql://u:{SECRET}@h/db",  # unknown scheme
+    f"postgres://u:{SECRET}@h:port/db",  # bad port
+    f"postgresql://u:{SECRET}@h/db?pool_size=many",  # bad option
     f"u:{SECRET}@h/db",  # no scheme
     f"sqlite://u:{SECRET}@h/tasks.db",  # a host in a SQLite URL
     f"sqlite:u:{SECRET}@h",  # not sqlite:///

@@ -147,9 +147,19 @@ def _sweep_redis_prefixes() -> Iterator[None]:
         delete_redis_prefix(url, prefix)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BackendUnderTest]:
-    """One shared store for several app processes: a WAL SQLite file, or a Redis key prefix."""
+    """One shared store for several app processes: a WAL SQLite file, a Redis key prefix, or a
+    PostgreSQL schema."""
+    if request.param == "postgres":
+        from taskflow.backends import PostgresBackend
+
+        pg_url = request.getfixturevalue("postgres_url")
+        schema = f"tftest_{uuid.uuid4().hex[:8]}"
+        url = f"{pg_url}?schema={schema}"
+        yield BackendUnderTest("postgres", {"TEST_BACKEND_URL": url}, lambda: PostgresBackend(url))
+        drop_postgres_schema(pg_url, schema)
+        return
     if request.param == "sqlite":
         from taskflow.backends import SqliteBackend
 
@@ -169,6 +179,21 @@ def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[B
         lambda: RedisBackend(url, prefix=prefix),
     )
     delete_redis_prefix(url, prefix)
+
+
+def drop_postgres_schema(url: str, schema: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 def delete_redis_prefix(url: str, prefix: str) -> None:

@@ -28,11 +28,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskflow.backends import RedisBackend, SqliteBackend
+from taskflow.backends import PostgresBackend, RedisBackend, SqliteBackend
 from taskflow.models import TaskRecord
 from tests.conftest import RedisProcess
 from tests.integration.conftest import Server
 from tests.integration.history import BackendUnderTest, completions, wait_for
+from tests.integration.postgres_process import PostgresProcess, pg_bin
 from tests.integration.probe import Probe, quantile
 from tests.integration.sqlite_locker import SCRATCH_BYTES, SCRATCH_TABLE, SqliteLocker
 from tests.integration.tcp_proxy import TcpProxy
@@ -243,6 +244,37 @@ def test_sqlite_writer_killed_holding_the_write_lock_loses_nothing(run_server, t
     check_sqlite_file(tmp_path / "tasks.db")
 
 
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresProcess]:
+    """A private PostgreSQL cluster the drill may kill and pause (never the machine's own)."""
+    if pg_bin() is None:
+        pytest.skip("no PostgreSQL installed (/usr/lib/postgresql/*/bin): cannot kill one")
+    server = PostgresProcess.create()
+    yield server
+    server.stop()
+
+
+def postgres_history(server: PostgresProcess, schema: str = "drill") -> BackendUnderTest:
+    url = f"{server.url}?schema={schema}"
+    return BackendUnderTest("postgres", {"TEST_BACKEND_URL": url}, lambda: PostgresBackend(url))
+
+
+@pytest.mark.timeout(120)
+def test_postgres_killed_and_restarted_loses_nothing(run_server, private_postgres):
+    history = postgres_history(private_postgres)
+    app = run_server(APP, env=history.env)
+
+    timeline = drill(
+        app.url, private_postgres.kill, private_postgres.start, detect_within=DETECT_DEAD
+    )
+
+    timeline.report("postgres SIGKILL (crash), restarted")
+    timeline.check_readiness()
+    timeline.check_enqueue_latency()
+    assert_accepted_stored(history, timeline.probe.accepted)
+    assert persistence(app.url)["dropped_unflushed"] == 0
+
+
 # -- 2. the backend hangs ------------------------------------------------------------------
 
 
@@ -254,6 +286,22 @@ def test_redis_hung_is_not_ready_within_seconds_and_loses_nothing(run_server, pr
     timeline = drill(app.url, private_redis.pause, private_redis.unpause, detect_within=DETECT_HUNG)
 
     timeline.report("redis SIGSTOP")
+    timeline.check_readiness()
+    timeline.check_enqueue_latency()
+    assert_accepted_stored(history, timeline.probe.accepted)
+    assert persistence(app.url)["dropped_unflushed"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_postgres_hung_is_not_ready_within_seconds_and_loses_nothing(run_server, private_postgres):
+    history = postgres_history(private_postgres)
+    app = run_server(APP, env=history.env)
+
+    timeline = drill(
+        app.url, private_postgres.pause, private_postgres.unpause, detect_within=DETECT_HUNG
+    )
+
+    timeline.report("postgres SIGSTOP")
     timeline.check_readiness()
     timeline.check_enqueue_latency()
     assert_accepted_stored(history, timeline.probe.accepted)

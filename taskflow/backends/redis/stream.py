@@ -1,10 +1,9 @@
 """Several calls of one script on one connection, each sent as soon as it is encoded.
 
 Redis runs the commands of one connection in the order they arrive, so it runs the first call
-while this process still encodes the next: a large save costs about the server's own time.
-Measured with ``python -m bench.flush`` on one 2-core host, 10,000 records: a median of
-120-134 ms streamed, whatever the chunk size (250 to 2,500 records), against 166-183 ms for
-the same chunks sent at once on connections of their own.
+while this process still encodes the next: a large save costs about the server's own time,
+whatever the chunk size, where chunks sent at once on connections of their own cost a third
+more (``python -m bench.flush``).
 """
 
 from __future__ import annotations
