@@ -22,10 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from taskflow.backends import RedisBackend, SqliteBackend
-from taskflow.backends.base import InstanceInfo
+from taskflow.backends import backend_from_url
+from taskflow.backends.base import ClusterBackend, InstanceInfo
 from taskflow.cluster import DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_INSTANCE_EXPIRY, ClusterMonitor
 from taskflow.models import TaskRecord, TaskStatus, utcnow
+from tests.integration.conftest import drop_postgres_schema
 from tests.integration.history import wait_for
 
 APP = "deploy.app:app"
@@ -35,14 +36,19 @@ RECLAIM_BOUND = 5.0
 SLACK = 1.5
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A store of this test's own: a SQLite file, or a private redis-server (deploy.app
-    writes under the default key prefix, so never the shared test Redis)."""
+    """A store of this test's own: a SQLite file, a private redis-server (deploy.app writes
+    under the default key prefix, so never the shared test Redis), a PostgreSQL schema."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'tasks.db'}"
-    else:
+    elif request.param == "redis":
         yield f"{request.getfixturevalue('private_redis').url}/0"
+    else:
+        server = request.getfixturevalue("postgres_url")
+        schema = f"tfreclaim_{uuid.uuid4().hex[:8]}"
+        yield f"{server}?schema={schema}"
+        drop_postgres_schema(server, schema)
 
 
 def app_env(backend_url: str, instance_id: str) -> dict[str, str]:
@@ -122,7 +128,7 @@ def test_an_instance_restarted_under_its_id_takes_back_its_tasks_and_says_so(
 INSTANCES, LIVE_RECORDS, ROUNDS = 30, 600, 200
 
 
-async def measure_rounds(backend: SqliteBackend | RedisBackend) -> list[float]:
+async def measure_rounds(backend: ClusterBackend) -> list[float]:
     """Wall seconds of each of ROUNDS rounds of one instance."""
     await backend.open()
     try:
@@ -159,7 +165,7 @@ async def measure_rounds(backend: SqliteBackend | RedisBackend) -> list[float]:
         await backend.close()
 
 
-async def keep_peers_alive(backend: SqliteBackend | RedisBackend, started: datetime) -> None:
+async def keep_peers_alive(backend: ClusterBackend, started: datetime) -> None:
     for i in range(INSTANCES):
         await backend.heartbeat(InstanceInfo(f"peer-{i}", "host", i, started, utcnow()))
 
@@ -169,10 +175,7 @@ def test_what_a_heartbeat_round_costs(backend_url):
     """One instance's round (heartbeat, expire, list instances and live owners) against a
     cluster of INSTANCES peers with LIVE_RECORDS running tasks. Printed, and bounded loosely
     so that a round that became expensive (a scan of the history, say) fails."""
-    if backend_url.startswith("sqlite"):
-        backend: SqliteBackend | RedisBackend = SqliteBackend(backend_url.split("///", 1)[1])
-    else:
-        backend = RedisBackend(backend_url)
+    backend = backend_from_url(backend_url)
     walls = asyncio.run(measure_rounds(backend))
     median = statistics.median(walls)
     p99 = statistics.quantiles(walls, n=100)[98]
