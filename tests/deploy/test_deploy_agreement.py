@@ -283,3 +283,22 @@ def test_the_sqlite_rollout_keeps_its_pods_on_one_node(k8s):
     assert "topologySpreadConstraints" not in pod["spec"]
     (claim,) = by_kind(k8s["sqlite"], "PersistentVolumeClaim").values()
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_compose_upgrade_and_nginx_agree(compose):
+    """The upgrade script reaches nginx's entrypoint where Compose mounts it, nginx's health
+    check asks the port it listens on, and its stop outlasts its workers' graceful exit."""
+    from deploy import compose_upgrade
+
+    (listen,) = parse_nginx(ROOT / "nginx/conf.d/listen.conf", ROOT / "nginx")
+    main = parse_nginx(ROOT / "nginx/nginx.conf", ROOT / "nginx")
+    (shutdown,) = [seconds(d[1][0]) for d in main if d[0] == "worker_shutdown_timeout"]
+    for services in compose.values():
+        nginx = services["nginx"]
+        (mount,) = [m for m in nginx["volumes"] if m["source"] == str(ROOT / "nginx")]
+        assert f"{mount['target']}/entrypoint.sh" == compose_upgrade.NGINX_ENTRYPOINT
+        assert compose_upgrade.NGINX_ENTRYPOINT in nginx["command"]
+        assert f"/dev/tcp/127.0.0.1/{listen[1][0]}" in " ".join(nginx["healthcheck"]["test"])
+        assert seconds(nginx["stop_grace_period"]) > shutdown
+        # The new replica is ready only when /readyz says so, as the health check asks.
+        assert services["app"]["healthcheck"]["test"][-1] == "/readyz"
