@@ -140,8 +140,16 @@ def upgrade(stack: Stack) -> int:
     for number, container in enumerate(old, 1):
         started = time.monotonic()
         new = stack.start_one_more(len(old))
-        ready = stack.wait_ready(new)
-        stack.hand_over(container, new)
+        try:
+            ready = stack.wait_ready(new)
+        except UpgradeError:
+            docker("rm", "--force", new)  # the old replicas serve on, untouched
+            raise
+        try:
+            stack.hand_over(container, new)
+        except UpgradeError:
+            stack.nginx("undrain", *addresses(container))  # nginx sends to it again
+            raise
         stack.retire(container)
         took = time.monotonic() - started
         log(

@@ -18,8 +18,10 @@ Producers pace themselves more slowly than elsewhere: this scenario is about fai
 throughput.
 
 So every accepted task must still end up finished where every instance can see it: success
-(or its endpoint's status) or interrupted. Hence the longer defaults: --drain-time 25s and
---task-timeout 20 (well beyond the expiry plus a heartbeat); --max-error-ratio 0.02, since the
+(or its endpoint's status) or interrupted. Hence the longer defaults: --drain-time 45s and
+--task-timeout 40 (a slow task that the kill interrupts is claimed up to its length plus the
+expiry and a heartbeat after it was accepted, and must then be shown by two instances other than
+the one that claimed it, see common/follow.py); --max-error-ratio 0.02, since the
 requests in flight on the killed instance fail (nginx never resends a POST without an
 Idempotency-Key); and --lag-p99 12000: with the killed instance gone and another one being
 replaced, nginx may have one instance left to send reads to for a while, and what it runs can be
@@ -53,7 +55,7 @@ from common.phases import timeline
 from common.users import Producer, follow_accepted
 
 options.register(
-    "chaos", drain_time="25s", task_timeout=20.0, max_error_ratio=0.02, lag_p99=12_000.0
+    "chaos", drain_time="45s", task_timeout=40.0, max_error_ratio=0.02, lag_p99=12_000.0
 )
 follow_accepted(tolerated=("interrupted",))
 
