@@ -25,6 +25,8 @@ class LoadLoop:
     failures: list[str] = field(default_factory=list)
     task_ids: list[str] = field(default_factory=list)
     instances: Counter[str] = field(default_factory=Counter)
+    #: Seconds the slowest request took.
+    slowest: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -62,10 +64,11 @@ class LoadLoop:
     def _record(
         self, kind: str, outcome: str, response: httpx.Response | None, started: float
     ) -> None:
+        took = time.monotonic() - started
         with self._lock:
             self.statuses[outcome] += 1
+            self.slowest = max(self.slowest, took)
             if response is None or not response.is_success:
-                took = time.monotonic() - started
                 self.failures.append(f"{kind} -> {outcome} after {took:.2f}s")
                 return
             if kind == "post":
