@@ -41,7 +41,7 @@ def log(message: str) -> None:
     print(f"compose-upgrade: {message}", flush=True)
 
 
-class Stack:
+class ComposeProject:
     """The running Compose project, through its CLI and Docker's."""
 
     def __init__(self, compose: Sequence[str], service: str, nginx: str) -> None:
@@ -130,7 +130,7 @@ def short(container: str) -> str:
     return container[:12]
 
 
-def upgrade(stack: Stack) -> int:
+def upgrade(stack: ComposeProject) -> int:
     old = stack.containers(stack.service)
     if not old:
         raise UpgradeError(f"no running {stack.service} replica: `docker compose up` first")
@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--nginx", default="nginx", help="the load balancer's service")
     args = parser.parse_args(argv)
     try:
-        return upgrade(Stack(shlex.split(args.compose), args.service, args.nginx))
+        return upgrade(ComposeProject(shlex.split(args.compose), args.service, args.nginx))
     except UpgradeError as exc:
         print(f"compose-upgrade: {exc}", file=sys.stderr)
         return 1

@@ -65,8 +65,13 @@ def log(message: str) -> None:
     print(f"offline-images: {message}", file=sys.stderr, flush=True)
 
 
-def run(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(argv), check=True, text=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+def run(argv: Sequence[str], *, quiet: bool = False) -> str:
+    """Run ``argv``, failing loudly; its output is returned when ``quiet``, shown otherwise."""
+    result = subprocess.run(list(argv), text=True, capture_output=quiet)
+    if result.returncode != 0:
+        detail = f":\n{result.stdout}{result.stderr}" if quiet else ""
+        raise SystemExit(f"offline-images: {shlex.join(argv)} failed{detail}")
+    return result.stdout or ""
 
 
 def apt_source() -> tuple[str, str | None]:
@@ -106,7 +111,7 @@ def build_base(rebuild: bool = False) -> str:
         rootfs = Path(tmp) / "rootfs"
         log(f"debootstrap {suite} with {', '.join(BASE_PACKAGES)} (a few minutes)")
         argv = [debootstrap, "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}"]
-        run([*argv, suite, str(rootfs), *([mirror] if mirror else [])], capture_output=True)
+        run([*argv, suite, str(rootfs), *([mirror] if mirror else [])], quiet=True)
         # The package caches and lists are of no use in an image.
         for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for entry in (rootfs / cache).glob("*"):
@@ -116,7 +121,7 @@ def build_base(rebuild: bool = False) -> str:
         os.chown(rootfs / "data", REDIS_UID, REDIS_UID)
         # tar's own stream keeps device nodes and ownership as debootstrap made them.
         command = f"tar -C {shlex.quote(str(rootfs))} -c . | docker import - {shlex.quote(name)}"
-        run(["bash", "-o", "pipefail", "-c", command], capture_output=True)
+        run(["bash", "-o", "pipefail", "-c", command], quiet=True)
     log(f"base image {name} made")
     return name
 
@@ -125,7 +130,7 @@ def base_python(image: str) -> str:
     """The exact Python version of ``image`` (what its pip will choose wheels for)."""
     argv = ["docker", "run", "--rm", "--network=none", image, "python3", "-c"]
     code = "import platform; print(platform.python_version())"
-    return run([*argv, code], capture_output=True).stdout.strip()
+    return run([*argv, code], quiet=True).strip()
 
 
 def build_requirements() -> list[str]:
