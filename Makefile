@@ -1,5 +1,6 @@
 # One entry point for people and CI. Every target sets up what it needs by itself.
-.PHONY: setup test test-unit test-integration lint format run up down status url loadtest bench clean
+.PHONY: setup test test-unit test-integration lint format run up down status url restart loadtest bench clean \
+	offline-images compose-upgrade
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -76,6 +77,12 @@ status: setup
 down: setup
 	$(RUNNER) down --run-dir $(RUN_DIR)
 
+# A rolling upgrade of the local stack: each instance in turn is replaced by a new process with
+# the code as it is now, ready before nginx switches to it, and stopped (drained) only once nginx
+# lets go of it. Not one request fails (docs/multi-instance.md, "Upgrades").
+restart: setup
+	$(RUNNER) restart --run-dir $(RUN_DIR)
+
 # The load balancer's URL alone, for scripts: LB=$$(make -s url)
 url: setup
 	@$(RUNNER) url --run-dir $(RUN_DIR)
@@ -88,6 +95,16 @@ SCENARIO ?= all
 DURATION ?= 60
 loadtest: setup
 	$(PY) -m loadtest.run --scenario $(SCENARIO) --backend $(BACKEND) --instances $(INSTANCES) --duration $(DURATION)
+
+# Docker Compose (docs/compose.md). Neither needs the virtualenv: python3 alone.
+# Where no registry is reachable: the offline base image and the wheelhouse for its own Python;
+# the image settings go into .env.
+offline-images:
+	$(PYTHON) -m deploy.offline_images --env-file .env
+
+# A rolling upgrade of the Compose stack's replicas, one at a time, after `docker compose build`.
+compose-upgrade:
+	$(PYTHON) -m deploy.compose_upgrade
 
 bench: setup
 	$(PY) -m bench.run_all

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Header, Query
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -128,22 +128,39 @@ async def once_task(key: str) -> None:
     logger.info("once_task ran for key %s", key)
 
 
+#: A client's key for one request (the Idempotency-Key header): sending the request again, to any
+#: instance, returns the same task ids and runs nothing twice. nginx resends such requests to
+#: another instance when the first one failed mid-request (nginx/snippets/idempotency.conf).
+RequestKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+
+
+def task_key(request_key: str | None, index: int = 0) -> str | None:
+    """The idempotency key of a request's ``index``-th task, or None for a request without."""
+    return None if request_key is None else f"request:{request_key}:{index}"
+
+
 # `background_tasks: BackgroundTasks` works just the same (TaskAdmin installs the managed class);
 # the subclass annotation only tells type checkers that add_task returns the task id.
 @app.post("/demo/fast")
 def demo_fast(
     background_tasks: ManagedBackgroundTasks,
     count: Annotated[int, Query(ge=1, le=MAX_DEMO_COUNT)] = 1,
+    request_key: RequestKey = None,
 ) -> dict[str, object]:
-    ids = [background_tasks.add_task(fast_task, i) for i in range(count)]
+    ids = [
+        background_tasks.add_task(fast_task, i, idempotency_key=task_key(request_key, i))
+        for i in range(count)
+    ]
     return {"task_ids": ids, "instance_id": task_manager.instance_id}
 
 
 @app.post("/demo/slow")
 def demo_slow(
-    background_tasks: ManagedBackgroundTasks, seconds: Annotated[float, Query(ge=0, le=3600)] = 1.0
+    background_tasks: ManagedBackgroundTasks,
+    seconds: Annotated[float, Query(ge=0, le=3600)] = 1.0,
+    request_key: RequestKey = None,
 ) -> dict[str, object]:
-    task_id = background_tasks.add_task(slow_task, seconds)
+    task_id = background_tasks.add_task(slow_task, seconds, idempotency_key=task_key(request_key))
     return {"task_id": task_id, "instance_id": task_manager.instance_id}
 
 

@@ -16,9 +16,14 @@ from pathlib import Path
 NGINX_SOURCE = Path(__file__).resolve().parents[1] / "nginx"
 
 #: Passive health checks, the same in every stack's conf.d/upstream.conf: after this many
-#: failed attempts (see nginx/snippets/failover.conf) an instance sits out FAIL_TIMEOUT.
-MAX_FAILS = 3
-FAIL_TIMEOUT = "10s"
+#: failed attempts (see nginx/snippets/failover.conf) an instance sits out FAIL_TIMEOUT. One:
+#: a refused connection or a timeout is seldom a fluke, and every request it costs is a retry
+#: elsewhere. Five seconds: about how long a restarted instance takes to come back.
+MAX_FAILS = 1
+FAIL_TIMEOUT = "5s"
+#: Each instance again as a backup without health checks, tried only when every primary sits
+#: out (nginx/snippets/upstream.conf says why): nginx never gives up on all instances at once.
+BACKUP = "backup max_fails=0"
 
 #: Health path nginx answers itself (nginx/snippets/lb-health.conf).
 LB_HEALTH_PATH = "/healthz"
@@ -36,6 +41,8 @@ def upstream_conf(servers: Sequence[str]) -> str:
     lines = [
         "# Written by deploy/runner.py: the instances of this run, on loopback.",
         *(f"server {s} max_fails={MAX_FAILS} fail_timeout={FAIL_TIMEOUT};" for s in servers),
+        "# The same again, tried only when every one above sits out (snippets/upstream.conf).",
+        *(f"server {s} {BACKUP};" for s in servers),
     ]
     return "\n".join(lines) + "\n"
 
@@ -49,11 +56,19 @@ def render(prefix: Path, *, port: int, servers: Sequence[str]) -> Path:
     prefix.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(NGINX_SOURCE / "nginx.conf", prefix / "nginx.conf")
     shutil.copytree(NGINX_SOURCE / "snippets", prefix / "snippets", dirs_exist_ok=True)
-    conf_d = prefix / "conf.d"
-    conf_d.mkdir(exist_ok=True)
-    (conf_d / "upstream.conf").write_text(upstream_conf(servers))
-    (conf_d / "listen.conf").write_text(listen_conf(port))
+    (prefix / "conf.d").mkdir(exist_ok=True)
+    write_upstreams(prefix, servers)
+    (prefix / "conf.d" / "listen.conf").write_text(listen_conf(port))
     return prefix / "nginx.conf"
+
+
+def write_upstreams(prefix: Path, servers: Sequence[str]) -> None:
+    """Replace the instance list of a rendered ``prefix`` (atomically: a reload that reads it
+    meanwhile sees the old list or the new one, never half of one)."""
+    target = prefix / "conf.d" / "upstream.conf"
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(upstream_conf(servers))
+    tmp.replace(target)
 
 
 def command(binary: str, prefix: Path, *, test: bool = False) -> list[str]:

@@ -5,13 +5,17 @@
     python -m deploy.runner down                                      # make down
     python -m deploy.runner url                                       # make url
     python -m deploy.runner kill app-2    # SIGKILL one instance's processes, as a crash would
-    python -m deploy.runner restart app-1 # SIGTERM one instance (drain, flush), then start it again
+    python -m deploy.runner restart       # make restart: a rolling upgrade, one instance at a time
+    python -m deploy.runner restart app-1 # just that one
 
 ``up`` starts, on loopback ports: a redis-server of its own (``--backend redis``; never one
 that already runs), N instances of the reference app (each a gunicorn master with its
 UvicornWorkers; with ``--backend sqlite`` all share one WAL SQLite file) and nginx with the
 kit's config in front of them, then prints the load balancer's URL. ``down`` stops them all and
-verifies that nothing is left. Everything lives in one run folder (default ./run).
+verifies that nothing is left. ``restart`` replaces the instances one at a time with the code as
+it is now, without failing a request: each one's successor starts on a new port and is ready
+before nginx switches to it, and only then does the old one stop (drain, flush). Everything
+lives in one run folder (default ./run).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +48,7 @@ from deploy.stack import (
     StartError,
     State,
     preflight,
-    restart_instance,
+    replace_instance,
     start,
     stop_all,
 )
@@ -156,18 +161,27 @@ def kill(run_dir: Path, name: str) -> int:
     return 0
 
 
-def restart(run_dir: Path, name: str) -> int:
+def restart(run_dir: Path, names: Sequence[str]) -> int:
+    """Replace the named instances (all, when none is named) one after the other."""
     state = State.load(run_dir)
-    name = f"app-{name}" if name.isdigit() else name
-    if state is None or not any(p.name == name and p.kind == "instance" for p in state.procs):
-        print(f"no instance named {name!r} in {run_dir}", file=sys.stderr)
+    if state is None or not state.complete:
+        print(f"not running (no complete {STATE_FILE} in {run_dir})", file=sys.stderr)
         return 1
-    try:
-        proc = restart_instance(run_dir, state, name)
-    except (StartError, OSError) as exc:
-        print(f"restart failed: {exc}", file=sys.stderr)
+    instances = [p.name for p in state.procs if p.kind == "instance"]
+    wanted = [f"app-{n}" if n.isdigit() else n for n in names] or instances
+    unknown = [n for n in wanted if n not in instances]
+    if unknown:
+        print(f"no instance named {', '.join(unknown)} in {run_dir}", file=sys.stderr)
         return 1
-    print(f"restarted {name} (SIGTERM, drained; now pid {proc.pid} on {proc.url})")
+    for name in wanted:
+        started = time.monotonic()
+        try:
+            proc = replace_instance(run_dir, state, name)
+        except (StartError, OSError) as exc:
+            print(f"restart of {name} failed: {exc}", file=sys.stderr)
+            return 1
+        took = time.monotonic() - started
+        print(f"restarted {name}: now pid {proc.pid} on {proc.url} (old one drained; {took:.1f}s)")
     return 0
 
 
@@ -191,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub["status"].add_argument("--json", action="store_true")
     sub["kill"].add_argument("name", help="app-2, or just 2")
-    sub["restart"].add_argument("name", help="app-1, or just 1")
+    sub["restart"].add_argument("names", nargs="*", help="app-1, or just 1 (default: every one)")
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
     if args.command == "up":
@@ -201,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "kill":
         return kill(run_dir, args.name)
     if args.command == "restart":
-        return restart(run_dir, args.name)
+        return restart(run_dir, args.names)
     state = State.load(run_dir)
     if args.command == "url":
         if state is None:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from deploy.processes import (
     Proc,
     accepts_connections,
     free_port,
+    group_members,
     http_status,
     is_alive,
     log_tail,
@@ -47,6 +49,8 @@ START_TIMEOUT = 60.0
 STOP_MARGIN = 15
 #: Seconds nginx and redis-server get to stop.
 AUX_STOP_TIMEOUT = 10.0
+#: Seconds nginx gets to start workers with a new instance list and let go of the old list.
+RELOAD_TIMEOUT = 10.0
 
 
 class StartError(RuntimeError):
@@ -161,21 +165,78 @@ def start(run_dir: Path, state: State, binaries: dict[str, str]) -> None:
     state.save(run_dir)
 
 
-def restart_instance(run_dir: Path, state: State, name: str) -> Proc:
-    """Stop one instance with SIGTERM (it drains and flushes, as in a deploy), start it again
-    on the same port and wait until it is ready. Raises :class:`StartError` when it fails."""
-    index = next(i for i, p in enumerate(state.procs) if p.name == name and p.kind == "instance")
-    old = state.procs[index]
+def replace_instance(run_dir: Path, state: State, name: str) -> Proc:
+    """Replace one instance without failing a request, as a rolling upgrade does.
+
+    1. start its successor (the code as it is now) on a new port and wait until it is ready;
+    2. point nginx at the successor instead, and wait until nginx no longer sends the old one
+       anything (:func:`reload_nginx`);
+    3. stop the old one with SIGTERM: it finishes its requests, drains its running tasks and
+       flushes, while the others serve.
+
+    So capacity never drops and no request reaches an instance that is closing its connections
+    (nginx resends a GET that hits a closing connection, but never a POST). Raises
+    :class:`StartError` when the successor does not come up (the old one keeps serving then).
+    """
+    old = next(p for p in state.procs if p.name == name and p.kind == "instance")
+    taken = {p.port for p in state.procs} | {state.lb_port}
+    port = free_port()
+    while port in taken:
+        port = free_port()
+    env = {**os.environ, **_env(run_dir, state, name, port)}
+    new = spawn(name, "instance", _app_argv(state), port=port, log=Path(old.log), env=env, cwd=ROOT)
+    state.procs.insert(state.procs.index(old) + 1, new)
+    state.save(run_dir)  # both, for now: a `down` meanwhile stops both
+    try:
+        _wait_http(new.url + READY_PATH, new, f"{name}'s successor")
+    except StartError:
+        stop(new, instance_stop_timeout())
+        state.procs.remove(new)
+        state.save(run_dir)
+        raise
+    reload_nginx(run_dir, state, [p for p in state.procs if p.kind == "instance" and p is not old])
     if not stop(old, instance_stop_timeout()):
-        raise StartError(f"{name} did not stop; end of {old.log}:\n{log_tail(old.log)}")
-    env = {**os.environ, **_env(run_dir, state, name, old.port)}
-    new = spawn(
-        name, "instance", _app_argv(state), port=old.port, log=Path(old.log), env=env, cwd=ROOT
-    )
-    state.procs[index] = new
+        tail = log_tail(old.log)
+        raise StartError(f"{name} (pid {old.pid}) did not stop; end of {old.log}:\n{tail}")
+    state.procs.remove(old)
     state.save(run_dir)
-    _wait_http(new.url + READY_PATH, new, name)
     return new
+
+
+def reload_nginx(run_dir: Path, state: State, instances: list[Proc]) -> None:
+    """Make nginx send requests to ``instances`` only, and return once it does.
+
+    Writes the new list, then SIGHUP: nginx starts workers with it, and tells the old workers
+    to finish the requests they hold and to close their idle connections to the instances at
+    once. Returns when the new workers run and every old one has done that (shutting down, or
+    gone): from then on no new request reaches an instance that left the list.
+    """
+    nginx = next(p for p in state.procs if p.kind == "nginx")
+    nginx_config.write_upstreams(run_dir / "nginx", [f"127.0.0.1:{p.port}" for p in instances])
+    before = set(group_members(nginx.pid)) - {nginx.pid}
+    os.kill(nginx.pid, signal.SIGHUP)
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while True:
+        workers = set(group_members(nginx.pid)) - {nginx.pid}
+        new = [w for w in workers - before if not _shutting_down(w)]
+        holding = [w for w in workers & before if not _shutting_down(w)]
+        if new and not holding:
+            return
+        if not is_alive(nginx) or time.monotonic() > deadline:
+            raise StartError(
+                f"nginx did not reload within {RELOAD_TIMEOUT:.0f}s (a rejected config keeps the "
+                f"old one); end of {nginx.log}:\n{log_tail(nginx.log)}"
+            )
+        time.sleep(0.05)
+
+
+def _shutting_down(pid: int) -> bool:
+    """Whether an nginx worker has begun its graceful exit (its title says so), or is gone."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return not title or b"shutting down" in title
 
 
 def _app_argv(state: State) -> list[str]:
@@ -189,8 +250,9 @@ def _env(run_dir: Path, state: State, name: str, port: int) -> dict[str, str]:
         "TASKFLOW_INSTANCE_ID": name,  # each worker adds its pid (deploy/gunicorn.conf.py)
         "BIND": f"127.0.0.1:{port}",  # loopback: only nginx is in front of the instances
         "PORT": "",  # an inherited PORT must not matter: BIND wins
-        "GUNICORN_PIDFILE": str(run_dir / f"{name}.pid"),
-        "GUNICORN_CONTROL_SOCKET": str(run_dir / f"{name}.ctl"),
+        # Per process, not per name: an instance and its successor overlap (replace_instance).
+        "GUNICORN_PIDFILE": str(run_dir / f"{name}-{port}.pid"),
+        "GUNICORN_CONTROL_SOCKET": str(run_dir / f"{name}-{port}.ctl"),
     }
 
 

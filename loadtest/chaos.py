@@ -3,12 +3,13 @@
 Producers and followers work as in the visibility scenario, while a chaos controller (on the
 master, or the local runner) drives the local runner (deploy/runner.py, --run-dir):
 
-* at RESTART_AT of the load: ``restart app-1``: SIGTERM (the instance stops accepting, drains
-  its running tasks, flushes, deregisters), then the same instance starts again on its port;
+* at RESTART_AT of the load: ``restart app-1``: a rolling replacement, as ``make restart`` does
+  it (a successor starts on a new port and is ready before nginx switches to it; then the old
+  process gets SIGTERM, finishes its requests, drains its running tasks, flushes, deregisters);
 * at KILL_AT of the load, once app-2 has just started a task (whatever the restart is doing
   then): ``kill app-2``: SIGKILL to its master and workers at once, as a crash would. Its
   unfinished tasks stay live in the backend until the survivors' cluster view expires it
-  (heartbeat 5 s, expiry 15 s: TaskManager's defaults in the reference app) and claims them,
+  (heartbeat 1 s, expiry 4 s: TaskManager's defaults in the reference app) and claims them,
   marking them ``interrupted``. The controller then lists live tasks through the load balancer
   until none of app-2's is left (``chaos / reclaim app-2``: the time from the kill), and the run
   waits for that: the driver's backend check then finds nothing left pending or running.
@@ -18,12 +19,13 @@ throughput.
 
 So every accepted task must still end up finished where every instance can see it: success
 (or its endpoint's status) or interrupted. Hence the longer defaults: --drain-time 45s and
---task-timeout 40 (more than the expiry plus a heartbeat); --max-error-ratio 0.02, since the
-requests in flight on the killed instance fail (nginx never resends a POST); and --lag-p99
-12000: a refused connection takes the restarting instance out of nginx's rotation for its
-fail_timeout (10 s, deploy/nginx_config.py), so with the killed one gone the last instance is the
-only one nginx sends reads to, and what it runs can be seen from another instance only once the
-restarted one is back. In a short run most tasks fall in that window. Each action is reported as
+--task-timeout 40 (a slow task that the kill interrupts is claimed up to its length plus the
+expiry and a heartbeat after it was accepted, and must then be shown by two instances other than
+the one that claimed it, see common/follow.py); --max-error-ratio 0.02, since the
+requests in flight on the killed instance fail (nginx never resends a POST without an
+Idempotency-Key); and --lag-p99 12000: with the killed instance gone and another one being
+replaced, nginx may have one instance left to send reads to for a while, and what it runs can be
+seen from another instance only once the replacement is in. Each action is reported as
 ``chaos / restart app-1``, ``chaos / kill app-2`` and ``chaos / reclaim app-2``; one that fails,
 or does not happen, fails the run.
 
@@ -63,11 +65,11 @@ RESTART_AT, KILL_AT = 0.25, 0.5
 ACTIONS = (("restart", "app-1", RESTART_AT), ("kill", "app-2", KILL_AT))
 VICTIM = "app-2"
 #: Seconds after the kill by which the survivors must have claimed the victim's live tasks:
-#: the instance expiry (15 s) plus two heartbeat rounds (5 s each) plus a margin.
-RECLAIM_TIMEOUT = 35.0
-#: How long the slow tasks run (seconds): longer than the kill itself takes on a busy machine
+#: the instance expiry (4 s) plus two heartbeat rounds (1 s each) plus a margin for a busy machine.
+RECLAIM_TIMEOUT = 15.0
+#: How long the slow tasks run (seconds): well beyond what the kill itself takes on a busy machine
 #: (it runs the runner as a process), so the task seen starting is still running when it lands.
-SLOW_SECONDS = 4
+SLOW_SECONDS = 8
 #: Every chaos measurement a complete run reports.
 REPORTED = [f"{command} {name}" for command, name, _ in ACTIONS] + [f"reclaim {VICTIM}"]
 

