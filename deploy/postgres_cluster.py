@@ -10,7 +10,8 @@ PostgreSQL refuses to run as root: as root, ``initdb`` and ``pg_ctl`` run as the
 user (Debian's package makes it), who must be able to reach the run folder. When it cannot (a run
 folder inside a home or temporary folder only root may enter), the cluster lives in a folder of
 its own under the system's temporary folder, linked from the run folder, and ``down`` removes
-it: its history is not kept from one ``up`` to the next, as it is otherwise.
+it (its log copied into the run folder): its history is not kept from one ``up`` to the next,
+as it is otherwise.
 """
 
 from __future__ import annotations
@@ -175,8 +176,12 @@ def start(run_dir: Path, port: int) -> tuple[int, Path]:
 
 
 def remove_if_temporary(run_dir: Path) -> None:
-    """After ``down``: remove a cluster that lives outside the run folder (see the module)."""
+    """After ``down``: remove a cluster that lives outside the run folder (see the module), its
+    log kept in the run folder."""
     entry = run_dir / FOLDER
     if entry.is_symlink():
-        shutil.rmtree(entry.resolve(), ignore_errors=True)
+        target = entry.resolve()
+        if (target / "postgres.log").exists():
+            shutil.copyfile(target / "postgres.log", run_dir / "postgres.log")
+        shutil.rmtree(target, ignore_errors=True)
         entry.unlink()
