@@ -62,14 +62,20 @@ run: $(APP_STAMP)
 
 # The multi-instance topology as local processes (deploy/runner.py, docs/multi-instance.md):
 # INSTANCES gunicorn masters on one shared backend behind nginx on LB_PORT; logs in RUN_DIR.
+# BACKEND=postgres: the PostgreSQL at POSTGRES_URL (default the machine's, in schema
+# taskflow_kit) when it answers, else a cluster of the runner's own in RUN_DIR; POSTGRES=own
+# always starts its own, POSTGRES=machine never does.
 BACKEND ?= sqlite
 INSTANCES ?= 3
 LB_PORT ?= 8080
 RUN_DIR ?= run
+POSTGRES ?= auto
+POSTGRES_URL ?=
 RUNNER := $(PY) -m deploy.runner
+PG_ARGS = --postgres $(POSTGRES) $(if $(POSTGRES_URL),--postgres-url '$(POSTGRES_URL)')
 
 up: setup
-	$(RUNNER) up --backend $(BACKEND) --instances $(INSTANCES) --lb-port $(LB_PORT) --run-dir $(RUN_DIR)
+	$(RUNNER) up --backend $(BACKEND) --instances $(INSTANCES) --lb-port $(LB_PORT) --run-dir $(RUN_DIR) $(PG_ARGS)
 
 status: setup
 	@$(RUNNER) status --run-dir $(RUN_DIR)
@@ -94,7 +100,7 @@ url: setup
 SCENARIO ?= all
 DURATION ?= 60
 loadtest: setup
-	$(PY) -m loadtest.run --scenario $(SCENARIO) --backend $(BACKEND) --instances $(INSTANCES) --duration $(DURATION)
+	$(PY) -m loadtest.run --scenario $(SCENARIO) --backend $(BACKEND) --instances $(INSTANCES) --duration $(DURATION) $(PG_ARGS)
 
 # Docker Compose (docs/compose.md). Neither needs the virtualenv: python3 alone.
 # Where no registry is reachable: the offline base image and the wheelhouse for its own Python;

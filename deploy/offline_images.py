@@ -4,10 +4,13 @@
 
 1. **A base image**, ``taskflow-kit-base:<suite>``: a minimal Debian of this machine's release,
    made with debootstrap from its own apt mirror and loaded with ``docker import``. It holds
-   python3 (with venv), nginx and redis-server, so it stands in for all three images the stacks
-   pull otherwise (``BASE_IMAGE``, ``NGINX_IMAGE``, ``REDIS_IMAGE``). Like the official images it
-   replaces, it has ``/data`` owned by uid 999, the redis user of the official image, which the
-   Compose file runs Redis as. Made once; ``--rebuild`` makes it again.
+   python3 (with venv), nginx, redis-server and PostgreSQL, so it stands in for all four images
+   the stacks pull otherwise (``BASE_IMAGE``, ``NGINX_IMAGE``, ``REDIS_IMAGE``,
+   ``POSTGRES_IMAGE``). Like the official images it replaces, it has ``/data`` owned by uid 999,
+   the redis user of the official image, which the Compose file runs Redis as, and
+   ``/var/lib/postgresql/data`` owned by the ``postgres`` user, which compose.postgres.yml runs
+   PostgreSQL as (by name: its uid differs between the two). Made once; ``--rebuild`` makes it
+   again.
 2. **A wheelhouse**, ``deploy/wheels/``: every wheel that deploy/Dockerfile and
    deploy/loadtest.Dockerfile install (the package's dependencies with the ``EXTRAS`` below, and
    the build requirements of pyproject.toml), downloaded by pip **inside the base image**, so
@@ -40,13 +43,16 @@ WHEELHOUSE = ROOT / "deploy" / "wheels"
 #: The base image's name; the tag is the Debian suite it was made from.
 BASE_NAME = "taskflow-kit-base"
 #: What the base holds besides Debian's minimal set: the Python the app runs on (venv makes its
-#: pip), and the nginx and Redis the stacks run.
-BASE_PACKAGES = ("python3", "python3-venv", "nginx", "redis-server")
+#: pip), and the nginx, Redis and PostgreSQL the stacks run.
+BASE_PACKAGES = ("python3", "python3-venv", "nginx", "redis-server", "postgresql")
 #: The uid and gid the official Redis image runs as and owns /data with; deploy/compose.redis.yml
 #: runs Redis as them.
 REDIS_UID = 999
+#: Where the official PostgreSQL image keeps its data (a volume's mount point), owned by its
+#: ``postgres`` user: deploy/compose.postgres.yml mounts its named volume there.
+POSTGRES_DATA = "var/lib/postgresql/data"
 #: The extras the images install: deploy/Dockerfile the app's, deploy/loadtest.Dockerfile Locust.
-EXTRAS = ("redis", "server", "loadtest")
+EXTRAS = ("redis", "postgres", "server", "loadtest")
 #: The host's settings pip in the container gets too: proxies and the index.
 PASSED_ON = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
              "PIP_INDEX_URL")  # fmt: skip
@@ -119,11 +125,28 @@ def build_base(rebuild: bool = False) -> str:
                     entry.unlink()
         (rootfs / "data").mkdir(exist_ok=True)
         os.chown(rootfs / "data", REDIS_UID, REDIS_UID)
+        prepare_postgres(rootfs)
         # tar's own stream keeps device nodes and ownership as debootstrap made them.
         command = f"tar -C {shlex.quote(str(rootfs))} -c . | docker import - {shlex.quote(name)}"
         run(["bash", "-o", "pipefail", "-c", command], quiet=True)
     log(f"base image {name} made")
     return name
+
+
+def prepare_postgres(rootfs: Path) -> None:
+    """Leave PostgreSQL as the official image has it: no cluster (the package's postinst made
+    one, ``15/main``, which nothing uses), an empty data folder owned by ``postgres``."""
+    for cluster in (rootfs / "etc/postgresql", rootfs / "var/lib/postgresql"):
+        for version in cluster.glob("[0-9]*"):
+            shutil.rmtree(version)
+    users = (rootfs / "etc/passwd").read_text().splitlines()
+    entry = next((u.split(":") for u in users if u.startswith("postgres:")), None)
+    if entry is None:
+        raise SystemExit("offline-images: the postgresql package made no postgres user")
+    data = rootfs / POSTGRES_DATA
+    data.mkdir(parents=True, exist_ok=True)
+    data.chmod(0o700)
+    os.chown(data, int(entry[2]), int(entry[3]))
 
 
 def base_python(image: str) -> str:
@@ -200,8 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = build_base(rebuild=args.rebuild)
     count = fill_wheelhouse(base)
     log(f"{count} wheels in {WHEELHOUSE.relative_to(ROOT)}")
-    # Settings for Compose: the one base serves as all three images.
-    settings = {"BASE_IMAGE": base, "NGINX_IMAGE": base, "REDIS_IMAGE": base}
+    # Settings for Compose: the one base serves as all four images.
+    names = ("BASE_IMAGE", "NGINX_IMAGE", "REDIS_IMAGE", "POSTGRES_IMAGE")
+    settings = dict.fromkeys(names, base)
     print("\n".join(f"{k}={v}" for k, v in settings.items()))
     if args.env_file is not None:
         set_env(args.env_file, settings)

@@ -28,8 +28,8 @@ PROC = Path("/proc")
 class Proc:
     """One supervised process (the leader of its own process group)."""
 
-    name: str  # "redis", "app-1", ..., "nginx"
-    kind: str  # "redis" | "instance" | "nginx"
+    name: str  # "redis" or "postgres", "app-1", ..., "nginx"
+    kind: str  # "redis" | "postgres" | "instance" | "nginx"
     pid: int
     port: int
     log: str
@@ -69,6 +69,11 @@ def spawn(
             start_new_session=True,  # one group per component: stopping it reaches its workers
         )
     return Proc(name, kind, child.pid, port, str(log), _stat(child.pid)[1])
+
+
+def adopt(name: str, kind: str, pid: int, port: int, log: Path) -> Proc:
+    """A process that started itself (pg_ctl's postmaster, the leader of its own group)."""
+    return Proc(name, kind, pid, port, str(log), _stat(pid)[1])
 
 
 def _stat(pid: int) -> tuple[str, str | None, int | None]:

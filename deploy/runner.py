@@ -1,6 +1,6 @@
 """The local runner: the Compose topology as plain processes, for people and tests without Docker.
 
-    python -m deploy.runner up --backend sqlite|redis --instances 3   # make up BACKEND= INSTANCES=
+    python -m deploy.runner up --backend sqlite|redis|postgres --instances 3   # make up BACKEND=
     python -m deploy.runner status [--json]                           # make status
     python -m deploy.runner down                                      # make down
     python -m deploy.runner url                                       # make url
@@ -8,14 +8,16 @@
     python -m deploy.runner restart       # make restart: a rolling upgrade, one instance at a time
     python -m deploy.runner restart app-1 # just that one
 
-``up`` starts, on loopback ports: a redis-server of its own (``--backend redis``; never one
-that already runs), N instances of the reference app (each a gunicorn master with its
-UvicornWorkers; with ``--backend sqlite`` all share one WAL SQLite file) and nginx with the
-kit's config in front of them, then prints the load balancer's URL. ``down`` stops them all and
-verifies that nothing is left. ``restart`` replaces the instances one at a time with the code as
-it is now, without failing a request: each one's successor starts on a new port and is ready
-before nginx switches to it, and only then does the old one stop (drain, flush). Everything
-lives in one run folder (default ./run).
+``up`` starts, on loopback ports: a redis-server of its own (``--backend redis``; never one that
+already runs), or with ``--backend postgres`` a PostgreSQL cluster of its own unless the
+machine's answers at ``--postgres-url`` (``POSTGRES_URL``; in a schema of the runner's
+own; ``--postgres own`` always starts one: deploy/postgres_cluster.py), N instances of the
+reference app (each a gunicorn master with its UvicornWorkers; with ``--backend sqlite`` all
+share one WAL SQLite file) and nginx with the kit's config in front of them, then prints the
+load balancer's URL. ``down`` stops them all and verifies that nothing is left. ``restart``
+replaces the instances one at a time with the code as it is now, without failing a request: each
+one's successor starts on a new port and is ready before nginx switches to it, and only then
+does the old one stop (drain, flush). Everything lives in one run folder (default ./run).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from deploy import nginx_config
+from deploy import nginx_config, postgres_cluster
 from deploy.processes import (
     Proc,
     free_port,
@@ -61,7 +63,15 @@ DEFAULT_INSTANCES = 3
 DEFAULT_RUN_DIR = Path(os.environ.get("RUN_DIR") or ROOT / "run")
 
 
-def up(run_dir: Path, backend: str, instances: int, lb_port: int, app: str = DEFAULT_APP) -> int:
+def up(
+    run_dir: Path,
+    backend: str,
+    instances: int,
+    lb_port: int,
+    app: str = DEFAULT_APP,
+    postgres_url: str = postgres_cluster.DEFAULT_URL,
+    postgres_mode: str = "auto",
+) -> int:
     state = State.load(run_dir)
     if state is not None:
         if state.complete and all(is_alive(p) for p in state.procs):
@@ -85,7 +95,7 @@ def up(run_dir: Path, backend: str, instances: int, lb_port: int, app: str = DEF
     run_dir.mkdir(parents=True, exist_ok=True)
     state = State(backend, instances, lb_port, app=app)
     try:
-        start(run_dir, state, binaries)
+        start(run_dir, state, binaries, postgres_url, postgres_mode)
     except (StartError, OSError) as exc:
         print(f"up failed: {exc}", file=sys.stderr)
         _down(run_dir, state)
@@ -109,16 +119,19 @@ def _down(run_dir: Path, state: State) -> bool:
         print(f"down: still running: {left}; ports still open: {busy}", file=sys.stderr)
         return False  # the state file stays, so that `down` can be run again
     (run_dir / STATE_FILE).unlink(missing_ok=True)
+    postgres_cluster.remove_if_temporary(run_dir)
     print(f"down: nothing left running (logs kept in {run_dir})")
     return True
 
 
-def probe(proc: Proc) -> dict[str, Any]:
+def probe(proc: Proc, backend_url: str) -> dict[str, Any]:
     """What ``status`` reports for one process: alive, and its health check's answer."""
     alive = is_alive(proc)
     health: int | bool | None = None
     if alive and proc.kind == "redis":
         health = redis_answers(proc.port)
+    elif alive and proc.kind == "postgres":
+        health = postgres_cluster.answers(backend_url)
     elif alive:
         path = READY_PATH if proc.kind == "instance" else nginx_config.LB_HEALTH_PATH
         health = http_status(proc.url + path)
@@ -133,7 +146,7 @@ def report(run_dir: Path, state: State | None, as_json: bool = False) -> int:
             json.dumps({"up": False}) if as_json else f"not running (no {STATE_FILE} in {run_dir})"
         )
         return 1
-    rows = [probe(p) for p in state.procs]
+    rows = [probe(p, state.backend_url) for p in state.procs]
     healthy = state.complete and all(r["ok"] for r in rows)
     if as_json:
         summary = {k: v for k, v in state.__dict__.items() if k != "procs"}
@@ -203,13 +216,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub["up"].add_argument(
         "--app", default=DEFAULT_APP, help="module:attribute every instance serves"
     )
+    sub["up"].add_argument(
+        "--postgres-url",
+        default=postgres_cluster.url_from_env(),
+        help="--backend postgres: the server to use when it answers (POSTGRES_URL)",
+    )
+    sub["up"].add_argument(
+        "--postgres",
+        choices=postgres_cluster.MODES,
+        default="auto",
+        help="auto: that server when it answers, else a cluster of the runner's own; "
+        "machine: that server or fail; own: always a cluster of its own",
+    )
     sub["status"].add_argument("--json", action="store_true")
     sub["kill"].add_argument("name", help="app-2, or just 2")
     sub["restart"].add_argument("names", nargs="*", help="app-1, or just 1 (default: every one)")
     args = parser.parse_args(argv)
     run_dir: Path = args.run_dir.resolve()
     if args.command == "up":
-        return up(run_dir, args.backend, args.instances, args.lb_port, args.app)
+        return up(
+            run_dir,
+            args.backend,
+            args.instances,
+            args.lb_port,
+            args.app,
+            args.postgres_url,
+            args.postgres,
+        )
     if args.command == "down":
         return down(run_dir)
     if args.command == "kill":

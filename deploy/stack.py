@@ -1,7 +1,8 @@
 """The local stack's processes: what runs, where its state is kept, how it starts and stops.
 
 One run folder holds everything: state.json (which lets a later ``status`` or ``down`` find the
-processes), one log per process, the SQLite file or Redis's data, and nginx's prefix.
+processes), one log per process, the SQLite file, Redis's data or the PostgreSQL cluster of the
+runner's own (deploy/postgres_cluster.py), and nginx's prefix.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy import nginx_config
+from deploy import nginx_config, postgres_cluster
 from deploy.processes import (
     Proc,
     accepts_connections,
+    adopt,
     free_port,
     group_members,
     http_status,
@@ -32,11 +34,12 @@ from deploy.processes import (
     spawn,
     stop,
 )
+from taskflow.backends.urls import mask_url
 from taskflow.settings import DEFAULTS, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE_FILE = "state.json"
-BACKENDS = ("sqlite", "redis")
+BACKENDS = ("sqlite", "redis", "postgres")
 #: What "an instance is up" means: the app's readiness endpoint answers 200.
 READY_PATH = "/readyz"
 #: The ASGI app every instance serves unless ``up --app`` names another (the load tests' own
@@ -47,7 +50,7 @@ START_TIMEOUT = 60.0
 #: Seconds beyond gunicorn's graceful_timeout (TASKFLOW_SHUTDOWN_TIMEOUT + 10, see
 #: deploy/gunicorn.conf.py) before what is left of a stopping instance gets SIGKILL.
 STOP_MARGIN = 15
-#: Seconds nginx and redis-server get to stop.
+#: Seconds nginx, redis-server and PostgreSQL get to stop.
 AUX_STOP_TIMEOUT = 10.0
 #: Seconds nginx gets to start workers with a new instance list and let go of the old list.
 RELOAD_TIMEOUT = 10.0
@@ -104,6 +107,8 @@ def preflight(backend: str) -> dict[str, str]:
     missing = [m for m in ("gunicorn", "uvicorn_worker") if importlib.util.find_spec(m) is None]
     if missing:
         raise SystemExit(f"{', '.join(missing)} missing: pip install 'taskflow-kit[server]'")
+    if backend == "postgres" and importlib.util.find_spec("asyncpg") is None:
+        raise SystemExit("asyncpg missing: pip install 'taskflow-kit[postgres]'")
     binaries = {"nginx": nginx_config.find_nginx()}
     if backend == "redis":
         binaries["redis-server"] = shutil.which("redis-server")
@@ -113,8 +118,18 @@ def preflight(backend: str) -> dict[str, str]:
     return {k: v for k, v in binaries.items() if v is not None}
 
 
-def start(run_dir: Path, state: State, binaries: dict[str, str]) -> None:
-    """Start the backend, the instances and nginx, each only once the one before answers."""
+def start(
+    run_dir: Path,
+    state: State,
+    binaries: dict[str, str],
+    postgres_url: str = postgres_cluster.DEFAULT_URL,
+    postgres_mode: str = "auto",
+) -> None:
+    """Start the backend, the instances and nginx, each only once the one before answers.
+
+    With PostgreSQL: the server at ``postgres_url`` when it answers, else a cluster of the
+    runner's own, as ``postgres_mode`` says (deploy/postgres_cluster.py).
+    """
     taken = {state.lb_port}
 
     def new_port() -> int:
@@ -142,6 +157,8 @@ def start(run_dir: Path, state: State, binaries: dict[str, str]) -> None:
         redis = started("redis", "redis", argv, port)
         _wait(lambda: redis_answers(port), redis, "redis-server")
         state.backend_url = f"redis://127.0.0.1:{port}/0"
+    elif state.backend == "postgres":
+        state.backend_url = _postgres(run_dir, state, postgres_url, postgres_mode, new_port())
     else:
         state.backend_url = f"sqlite:///{run_dir / 'tasks.db'}"  # one WAL file for every worker
 
@@ -163,6 +180,25 @@ def start(run_dir: Path, state: State, binaries: dict[str, str]) -> None:
     _wait_http(state.lb_url + READY_PATH, nginx, "nginx -> instances")
     state.complete = True
     state.save(run_dir)
+
+
+def _postgres(run_dir: Path, state: State, url: str, mode: str, port: int) -> str:
+    """The URL the instances use: ``url`` when its server answers (and ``mode`` allows), else
+    that of a cluster started here (and recorded in the state, so that ``down`` stops it)."""
+    if mode != "own" and postgres_cluster.answers(url):
+        return url
+    if mode == "machine":
+        raise StartError(f"no PostgreSQL answers at {mask_url(url)} (--postgres machine)")
+    try:
+        pid, log = postgres_cluster.start(run_dir, port)
+    except postgres_cluster.ClusterError as exc:
+        raise StartError(str(exc)) from None
+    state.procs.append(adopt("postgres", "postgres", pid, port, log))
+    state.save(run_dir)
+    own = postgres_cluster.own_url(url, port)
+    if not postgres_cluster.answers(own):
+        raise StartError(f"PostgreSQL started but does not answer; end of {log}:\n{log_tail(log)}")
+    return own
 
 
 def replace_instance(run_dir: Path, state: State, name: str) -> Proc:
@@ -274,20 +310,23 @@ def _wait(check: Callable[[], bool], proc: Proc, what: str) -> None:
 
 
 def stop_all(state: State) -> tuple[list[str], list[int]]:
-    """Stop nginx, then the instances (they drain and flush), then Redis.
+    """Stop nginx, then the instances (they drain and flush), then Redis or PostgreSQL.
 
     Returns what is still left: names of processes that would not die, ports still accepting.
     """
+    # PostgreSQL gets SIGINT, its fast shutdown (SIGTERM would wait for every client to leave).
     stages = [
-        ([p for p in state.procs if p.kind == "nginx"], AUX_STOP_TIMEOUT),
-        ([p for p in state.procs if p.kind == "instance"], instance_stop_timeout()),
-        ([p for p in state.procs if p.kind == "redis"], AUX_STOP_TIMEOUT),
+        ([p for p in state.procs if p.kind == "nginx"], AUX_STOP_TIMEOUT, signal.SIGTERM),
+        ([p for p in state.procs if p.kind == "instance"], instance_stop_timeout(), signal.SIGTERM),
+        ([p for p in state.procs if p.kind == "redis"], AUX_STOP_TIMEOUT, signal.SIGTERM),
+        ([p for p in state.procs if p.kind == "postgres"], AUX_STOP_TIMEOUT, signal.SIGINT),
     ]
     left: list[str] = []
-    for procs, timeout in stages:
+    for procs, timeout, first in stages:
         if procs:
             with ThreadPoolExecutor(len(procs)) as pool:
-                gone = list(pool.map(stop, procs, [timeout] * len(procs)))
+                n = len(procs)
+                gone = list(pool.map(stop, procs, [timeout] * n, [first] * n))
             left += [p.name for p, ok in zip(procs, gone, strict=True) if not ok]
     busy = [p.port for p in state.procs if accepts_connections(p.port)]
     return left, busy

@@ -8,6 +8,11 @@ port), Locust headless against the load balancer (CSV and HTML reports), the bac
 history_lag percentiles, throughput. Everything lands in ``loadtest/reports/<scenario>-<backend>/``
 (replaced on each run). Exits 1 when any scenario failed.
 
+With ``--backend postgres`` each scenario gets a schema of its own on the runner's PostgreSQL
+(the machine's when it answers, else a cluster of the runner's own: ``--postgres``,
+``--postgres-url`` as for ``make up``), so that the backend check counts that run's tasks only;
+a schema on the machine's server is dropped afterwards.
+
 Locust runs as a subprocess: this process never imports Locust or gevent.
 """
 
@@ -19,9 +24,12 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from deploy import postgres_cluster
 
 from loadtest import backend_check
 from loadtest.common.lines import lines
@@ -72,11 +80,15 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True)
     run_dir = out / "run"
     began = time.monotonic()
+    backend, url = ["--backend", args.backend], ""
+    if args.backend == "postgres":
+        schema = f"loadtest_{scenario}_{uuid.uuid4().hex[:8]}"
+        url = postgres_cluster.with_schema(args.postgres_url, schema)
+        backend += ["--postgres", args.postgres, "--postgres-url", url]
     up = runner(
         run_dir,
         "up",
-        "--backend",
-        args.backend,
+        *backend,
         "--instances",
         str(args.instances),
         "--lb-port",
@@ -86,6 +98,7 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
     )
     if up.returncode != 0:
         runner(run_dir, "down")
+        _forget_postgres(run_dir, url)
         problem = f"the stack did not come up: {up.stdout}{up.stderr}".strip()
         return {"scenario": scenario, "passed": False, "problems": [problem], "out": out}
     try:
@@ -96,6 +109,7 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
         figures, problems = backend_check.check(state["backend_url"], ledger, scenario, run_dir)
     finally:
         down = runner(run_dir, "down")
+        _forget_postgres(run_dir, url)
     summary["backend"] = {**figures, "problems": problems}
     summary["problems"] += [f"backend: {p}" for p in problems]
     if down.returncode != 0:
@@ -105,6 +119,16 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     summary["out"] = out
     return summary
+
+
+def _forget_postgres(run_dir: Path, url: str) -> None:
+    """After a run on PostgreSQL: drop its schema from the machine's server; of a cluster of
+    the runner's own, keep only the log (the reports need no database)."""
+    cluster = run_dir / postgres_cluster.FOLDER / "data"
+    if cluster.exists():
+        shutil.rmtree(cluster, ignore_errors=True)
+    elif url and postgres_cluster.answers(url):
+        postgres_cluster.drop_schema(url)
 
 
 def _summary(out: Path, code: int) -> dict[str, Any]:
@@ -150,7 +174,13 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scenario", default="all", help=f"all, or some of {', '.join(SCENARIOS)}")
-    parser.add_argument("--backend", choices=("sqlite", "redis"), default="sqlite")
+    parser.add_argument("--backend", choices=("sqlite", "redis", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--postgres-url",
+        default=postgres_cluster.url_from_env(),
+        help="--backend postgres: the server to use when it answers (as for make up)",
+    )
+    parser.add_argument("--postgres", choices=postgres_cluster.MODES, default="auto")
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--duration", type=int, default=60, help="seconds of load per scenario")
     parser.add_argument("--users", type=int, default=0, help="Locust users (0: locust.conf's)")

@@ -21,14 +21,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = ROOT / "k8s"
-TOPOLOGIES = ("sqlite", "redis")
-OVERLAYS = ("redis", "redis-external", "sqlite")
+TOPOLOGIES = ("sqlite", "redis", "postgres")
+OVERLAYS = ("redis", "redis-external", "postgres-external", "sqlite")
 COMPONENTS = ("nginx", "gateway", "locust")
 #: Oldest Kubernetes the manifests support (the native preStop sleep action), and the newest
 #: whose schemas kubernetes-validate ships.
 K8S_VERSIONS = ("1.30", "latest")
 #: What the tests put where the real secrets go.
 TEST_TOKEN = "test-token-not-a-secret"
+TEST_POSTGRES_PASSWORD = "testpasswordnotasecret"
 
 
 # -- Compose ---------------------------------------------------------------------------------------
@@ -59,8 +60,10 @@ def compose_env(**extra: str) -> dict[str, str]:
     """A clean environment: none of the caller's TASKFLOW_*/LOCUST_*/image variables leak in."""
     prefixes = ("TASKFLOW_", "COMPOSE_", "LOCUST_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    env.pop("LB_PORT", None)
-    return {**env, "TASKFLOW_ADMIN_TOKEN": TEST_TOKEN, **extra}
+    for name in ("LB_PORT", "POSTGRES_PASSWORD", "POSTGRES_POOL_SIZE", "POSTGRES_MAX_CONNECTIONS"):
+        env.pop(name, None)
+    secrets = {"TASKFLOW_ADMIN_TOKEN": TEST_TOKEN, "POSTGRES_PASSWORD": TEST_POSTGRES_PASSWORD}
+    return {**env, **secrets, **extra}
 
 
 def run_compose(
@@ -98,6 +101,9 @@ def scratch_tree(tmp: Path, *, secrets: bool = True) -> Path:
         (tmp / "k8s/bases/app/admin-token.env").write_text(f"TASKFLOW_ADMIN_TOKEN={TEST_TOKEN}\n")
         url = "TASKFLOW_BACKEND_URL=redis://redis.example.test:6379/0\n"
         (tmp / "k8s/components/external-redis/redis-url.env").write_text(url)
+        # The committed example, as a user starts from it.
+        postgres = tmp / "k8s/components/external-postgres"
+        shutil.copyfile(postgres / "postgres-url.env.example", postgres / "postgres-url.env")
     return tmp / "k8s"
 
 

@@ -302,3 +302,62 @@ def test_compose_upgrade_and_nginx_agree(compose):
         assert seconds(nginx["stop_grace_period"]) > shutdown
         # The new replica is ready only when /readyz says so, as the health check asks.
         assert services["app"]["healthcheck"]["test"][-1] == "/readyz"
+
+
+#: What every PostgreSQL connection the kit opens counts against (docs/persistence.md): the
+#: server's default max_connections, less the connections it keeps for superusers
+#: (superuser_reserved_connections, 3 by default).
+MAX_CONNECTIONS, SUPERUSER_RESERVED = 100, 3
+
+
+def pool_size(url: str) -> int:
+    from taskflow.backends.postgres.backend import DEFAULT_POOL_SIZE, split_url
+
+    return int(split_url(url)[1].get("pool_size", DEFAULT_POOL_SIZE))
+
+
+def test_postgres_connections_fit_the_budget(k8s, compose):
+    """The most connections the app's processes can hold at once, a rollout's extra pod or an
+    upgrade's extra replica included, stay within the budget, and the sums written in the
+    Kubernetes component, the Compose file and the docs are these very numbers."""
+    import base64
+
+    budget = MAX_CONNECTIONS - SUPERUSER_RESERVED
+    persistence = (ROOT / "docs/persistence.md").read_text()
+    assert f"{MAX_CONNECTIONS} by default, {SUPERUSER_RESERVED} of them reserved" in persistence
+
+    docs = k8s["postgres-external"]
+    hpa = by_kind(docs, "HorizontalPodAutoscaler")["taskflow-app"]["spec"]["maxReplicas"]
+    surge = by_kind(docs, "Deployment")["taskflow-app"]["spec"]["strategy"]["rollingUpdate"]
+    container = app_container(docs)
+    assert container["command"][0] == "uvicorn", "one process per pod"
+    (secret,) = [s for n, s in by_kind(docs, "Secret").items() if "postgres-url" in n]
+    url = base64.b64decode(secret["data"]["TASKFLOW_BACKEND_URL"]).decode()
+    pool = pool_size(url)
+    most = (hpa + surge["maxSurge"]) * 1 * pool
+    assert most <= budget
+    sum_text = (
+        f"(the HPA's maxReplicas {hpa} + the rollout's maxSurge {surge['maxSurge']}) "
+        f"x 1 process x pool_size {pool} = {most}"
+    )
+    component = (ROOT / "k8s/components/external-postgres/kustomization.yaml").read_text()
+    kubernetes = (ROOT / "docs/kubernetes.md").read_text()
+    assert sum_text in " ".join(component.replace("#", " ").split())
+    assert sum_text in " ".join(kubernetes.split())
+    assert f"budget of {budget}" in component and f"budget of {budget}" in kubernetes
+
+    app = compose["postgres"]["app"]
+    replicas, workers = app["deploy"]["replicas"], int(app["environment"]["WEB_CONCURRENCY"])
+    pool = pool_size(app["environment"]["TASKFLOW_BACKEND_URL"])
+    script = compose["postgres"]["postgres"]["command"][-1]
+    (server_max,) = [int(n) for n in re.findall(r"max_connections=(\d+)", script)]
+    # deploy/compose_upgrade.py runs one replica more while it replaces one.
+    most = (replicas + 1) * workers * pool
+    assert server_max == MAX_CONNECTIONS and most <= budget
+    compose_file = (DEPLOY / "compose.postgres.yml").read_text()
+    assert f"({replicas} x {workers} x {pool} = {replicas * workers * pool}" in " ".join(
+        compose_file.replace("#", " ").split()
+    )
+    assert f"one more replica during an upgrade: {most})" in " ".join(
+        compose_file.replace("#", " ").split()
+    )

@@ -9,6 +9,7 @@ instead. Compose: `config -q` with the pinned Compose binary, then the rules the
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.deploy.deploy_files import (
     K8S_VERSIONS,
     OVERLAYS,
     ROOT,
+    TEST_POSTGRES_PASSWORD,
     TOPOLOGIES,
     by_kind,
     compose_command,
@@ -283,6 +285,8 @@ def test_compose_topology_rules(topology):
     if topology == "sqlite":
         (mount,) = app["volumes"]
         assert mount["type"] == "volume" and backend == f"sqlite:///{mount['target']}/tasks.db"
+    elif topology == "postgres":
+        assert_postgres_service(services, backend)
     else:
         assert backend.startswith("redis://redis:") and "volumes" not in app
         assert app["depends_on"]["redis"]["condition"] == "service_healthy"
@@ -306,6 +310,35 @@ def test_compose_topology_rules(topology):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
 
 
+def assert_postgres_service(services: dict[str, Any], backend: str) -> None:
+    app, postgres = services["app"], services["postgres"]
+    assert backend == (
+        f"postgresql://taskflow:{TEST_POSTGRES_PASSWORD}@postgres:5432/taskflow?pool_size=4"
+    )
+    assert "volumes" not in app
+    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+    (mount,) = postgres["volumes"]
+    assert mount["type"] == "volume" and mount["target"] == "/var/lib/postgresql/data"
+    assert "pg_isready" in postgres["healthcheck"]["test"][-1]
+    script = postgres["command"][-1]
+    # The password reaches initdb through a file, never a command line (ps would show it).
+    assert TEST_POSTGRES_PASSWORD not in script and "--pwfile=" in script
+    assert "scram-sha-256" in script and "trust" not in script.replace("--auth-local=trust", "")
+    assert "max_connections=100" in script and postgres["stop_signal"] == "SIGINT"
+    # Hardened like Redis: the image's unprivileged postgres user, nothing else.
+    assert postgres["user"] == "postgres" and postgres["read_only"] is True
+    assert postgres["cap_drop"] == ["ALL"] and "no-new-privileges:true" in postgres["security_opt"]
+    assert postgres["networks"] == {"backend": None}
+
+
+@needs_compose
+def test_compose_postgres_requires_its_password():
+    env = compose_env()
+    del env["POSTGRES_PASSWORD"]
+    result = run_compose("postgres", "config", "-q", env=env)
+    assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr
+
+
 def test_the_compose_settings_file_stays_out_of_git_and_images():
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert ".env" in ignored
@@ -313,3 +346,19 @@ def test_the_compose_settings_file_stays_out_of_git_and_images():
     rules = [r for r in (ROOT / ".dockerignore").read_text().splitlines() if r and r[0] != "#"]
     assert rules[0] == "*"
     assert not [rule for rule in rules if rule.startswith("!") and ".env" in rule]
+
+
+def test_the_kubernetes_guide_names_what_exists():
+    """docs/kubernetes.md's commands need a cluster, which CI has none of: what they name is
+    checked instead. Every file they copy is a committed example whose copy git ignores, and
+    every overlay they apply is one that the tests above render and validate."""
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    commands = "\n".join(re.findall(r"^```sh\n(.*?)^```", text, re.MULTILINE | re.DOTALL))
+    copies = re.findall(r"^cp (\S+) (\S+)$", commands, re.MULTILINE)
+    assert len(copies) >= 2
+    for source, target in copies:
+        assert (ROOT / source).is_file() and source == f"{target}.example"
+        ignored = (ROOT / target).parent.joinpath(".gitignore").read_text().splitlines()
+        assert (ROOT / target).name in ignored, f"{target} would be committed"
+    applied = set(re.findall(r"kubectl apply -k k8s/overlays/(\S+)", commands))
+    assert {"redis", "redis-external", "postgres-external"} <= applied <= set(OVERLAYS)

@@ -1,9 +1,10 @@
 """Images for the Compose tests, made without any image registry, the way the docs make them.
 
-* The base: deploy/offline_images.py's (debootstrap, `docker import`): python3, nginx and
-  redis-server on a minimal Debian of this machine's release. It stands in for python:3.11-slim
-  (BASE_IMAGE), nginx (NGINX_IMAGE) and redis (REDIS_IMAGE). Made anew once per session in CI
-  (CI=true), reused from an earlier run elsewhere.
+* The base: deploy/offline_images.py's (debootstrap, `docker import`): python3, nginx,
+  redis-server and PostgreSQL on a minimal Debian of this machine's release. It stands in for
+  python:3.11-slim (BASE_IMAGE), nginx (NGINX_IMAGE), redis (REDIS_IMAGE) and postgres
+  (POSTGRES_IMAGE). Made anew once per session in CI (CI=true), reused from an earlier run
+  elsewhere.
 * The app: deploy/Dockerfile built on that base, offline, from a wheelhouse that the base
   image's own pip filled (deploy/offline_images.py again), in a folder of the build context.
 """

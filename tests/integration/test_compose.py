@@ -1,7 +1,7 @@
-"""Both Compose topologies, brought up for real on the Docker engine, without any registry.
+"""Every Compose topology, brought up for real on the Docker engine, without any registry.
 
-For each of sqlite and redis, one stack (`up --wait`, three app replicas behind nginx, images
-from tests/integration/docker_images.py) that goes through, in order:
+For each of sqlite, redis and postgres, one stack (`up --wait`, three app replicas behind nginx,
+images from tests/integration/docker_images.py) that goes through, in order:
 
 1. a rolling upgrade to a new image with deploy/compose_upgrade.py while a client keeps nginx
    busy (tests/integration/loadloop.py): not one request fails, and every replica runs the new
@@ -86,7 +86,13 @@ def images() -> dict[str, str]:
     app = build_app_image()
     # The load test's services are part of every stack, scaled to none: never started here, so
     # any image will do (tests/integration/test_compose_docs.py builds the real one).
-    return {"TASKFLOW_IMAGE": app, "NGINX_IMAGE": base, "REDIS_IMAGE": base, "LOCUST_IMAGE": app}
+    return {
+        "TASKFLOW_IMAGE": app,
+        "NGINX_IMAGE": base,
+        "REDIS_IMAGE": base,
+        "POSTGRES_IMAGE": base,
+        "LOCUST_IMAGE": app,
+    }
 
 
 class Stack:

@@ -97,6 +97,8 @@ def test_every_command_in_the_guide_runs(tmp_path):
     assert "COMPOSE_FILE=deploy/compose.yml:deploy/compose.redis.yml" in settings
     assert re.search(r"^TASKFLOW_ADMIN_TOKEN=\S{40,}$", settings, re.MULTILINE)
     assert re.search(r"^BASE_IMAGE=taskflow-kit-base:\w+$", settings, re.MULTILINE)
+    assert re.search(r"^POSTGRES_IMAGE=taskflow-kit-base:\w+$", settings, re.MULTILINE)
+    assert re.search(r"^POSTGRES_PASSWORD=[0-9a-f]{48}$", settings, re.MULTILINE)
     assert (repo / ".env").stat().st_mode & 0o077 == 0, ".env holds a secret: private to you"
     assert list((repo / "deploy/wheels").glob("async_timeout-*.whl")), "for the image's Python"
 

@@ -2,7 +2,8 @@
 
 For each backend: requests through nginx reach every instance, every task is visible as
 finished through every instance, a SIGKILLed instance is routed around, and `down` leaves no
-process and no open port.
+process and no open port. PostgreSQL here is the machine's (the tests' server, in a schema of
+this test's own); test_runner_restart.py runs the runner's own cluster.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy import nginx_config
+from deploy import nginx_config, postgres_cluster
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +51,21 @@ def runner(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def status(run_dir: Path) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(runner(run_dir, "status", "--json").stdout)
     return result
+
+
+@pytest.fixture
+def backend_args(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """``up``'s arguments for the test's ``backend``: for postgres, the tests' server with a
+    schema of this test's own (dropped afterwards), which the runner must use, not start one."""
+    backend = request.getfixturevalue("backend")
+    if backend != "postgres":
+        yield ["--backend", backend]
+        return
+    url = postgres_cluster.with_schema(
+        request.getfixturevalue("postgres_url"), f"tfrunner_{uuid.uuid4().hex[:8]}"
+    )
+    yield ["--backend", "postgres", "--postgres", "machine", "--postgres-url", url]
+    postgres_cluster.drop_schema(url)
 
 
 @pytest.fixture
@@ -143,9 +161,9 @@ def assert_stream_through(lb: str) -> None:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
-def test_three_instances_behind_nginx(run_dir, backend):
-    up = runner(run_dir, "up", "--backend", backend, "--instances", "3", "--lb-port", "0")
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
+def test_three_instances_behind_nginx(run_dir, backend, backend_args):
+    up = runner(run_dir, "up", *backend_args, "--instances", "3", "--lb-port", "0")
     assert up.returncode == 0, up.stdout + up.stderr
     state = status(run_dir)
     assert state["up"] is True and state["backend"] == backend
@@ -154,10 +172,13 @@ def test_three_instances_behind_nginx(run_dir, backend):
     assert sorted(instances) == ["app-1", "app-2", "app-3"]
     if backend == "redis":
         assert not state["backend_url"].startswith("redis://127.0.0.1:6379"), "its own server"
+    elif backend == "postgres":
+        assert state["backend_url"] == backend_args[-1], "the machine's server, as told"
+        assert "postgres" not in {p["kind"] for p in state["processes"]}, "no cluster of its own"
     else:
         assert state["backend_url"] == f"sqlite:///{run_dir.resolve() / 'tasks.db'}"
 
-    again = runner(run_dir, "up", "--backend", backend, "--instances", "3", "--lb-port", "0")
+    again = runner(run_dir, "up", *backend_args, "--instances", "3", "--lb-port", "0")
     assert again.returncode == 0 and "already up" in again.stdout
     assert status(run_dir)["processes"] == state["processes"], "a second up starts nothing"
     other = "redis" if backend == "sqlite" else "sqlite"
@@ -217,3 +238,16 @@ def test_three_instances_behind_nginx(run_dir, backend):
     assert not (run_dir / "state.json").exists()
     assert (run_dir / "app-1.log").stat().st_size > 0 and (run_dir / "nginx.log").exists()
     assert runner(run_dir, "status").returncode == 1
+
+
+@pytest.mark.timeout(60)
+def test_postgres_machine_mode_fails_when_no_server_answers(run_dir):
+    """`--postgres machine` never starts a cluster of its own: with nothing at the URL, `up`
+    fails naming it (the password masked) and leaves nothing running."""
+    url = f"postgresql://postgres:secret@127.0.0.1:{free_port()}/postgres"
+    up = runner(run_dir, "up", "--backend", "postgres", "--postgres", "machine",
+                "--postgres-url", url, "--instances", "1", "--lb-port", "0")  # fmt: skip
+    assert up.returncode == 1
+    assert "no PostgreSQL answers at postgresql://postgres:***@127.0.0.1" in up.stderr
+    assert "secret" not in up.stdout + up.stderr
+    assert not (run_dir / "state.json").exists() and not (run_dir / "postgres").exists()

@@ -2,7 +2,8 @@
 
 The page's ```sh blocks are its commands (it has no other kind of shell block: the test checks
 that too); they run in one bash session from the repository root, with the run folder and the
-load balancer's port pointed at free places through the Makefile's RUN_DIR and LB_PORT.
+load balancer's port pointed at free places through the Makefile's RUN_DIR and LB_PORT, and
+PostgreSQL at the tests' server (POSTGRES_URL, in a schema of the test's own, dropped after).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
-from deploy import nginx_config
+from deploy import nginx_config, postgres_cluster
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +47,7 @@ def test_make_targets_named_in_the_prose_exist():
 
 
 @pytest.mark.timeout(300)
-def test_every_command_in_the_guide_runs(tmp_path):
+def test_every_command_in_the_guide_runs(tmp_path, postgres_url):
     if shutil.which("curl") is None:
         pytest.fail("curl is missing (.ci/run installs it)")
     blocks = shell_blocks()
@@ -53,6 +55,8 @@ def test_every_command_in_the_guide_runs(tmp_path):
     script = "set -euo pipefail\n" + "\n".join(blocks)
     run_dir, port = tmp_path / "run", free_port()
     env = {**os.environ, "RUN_DIR": str(run_dir), "LB_PORT": str(port), "WEB_CONCURRENCY": "2"}
+    schema = f"tfdocs_{uuid.uuid4().hex[:8]}"
+    env["POSTGRES_URL"] = pg_url = postgres_cluster.with_schema(postgres_url, schema)
     try:
         result = subprocess.run(
             ["bash", "-c", script],
@@ -65,6 +69,7 @@ def test_every_command_in_the_guide_runs(tmp_path):
     finally:
         if (run_dir / "state.json").exists():
             subprocess.run(["make", "down"], cwd=ROOT, env=env, capture_output=True, timeout=120)
+        postgres_cluster.drop_schema(pg_url)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert f"load balancer: http://127.0.0.1:{port}" in output
@@ -73,5 +78,6 @@ def test_every_command_in_the_guide_runs(tmp_path):
     assert output.count("(old one drained;") == 3, "make restart replaced every instance"
     assert "200 " * 6 in output, "no failed request after an instance was killed"
     assert '"backend_reachable":false' in output, "/readyz with Redis gone"
-    assert output.count("down: nothing left running") == 2
+    assert f"3 instances sharing {pg_url}" in output, "the tests' PostgreSQL, as POSTGRES_URL says"
+    assert output.count("down: nothing left running") == 3
     assert not (run_dir / "state.json").exists()

@@ -4,13 +4,16 @@ real gunicorn masters, real nginx reloads and real signals, on both backends.
 The load (tests/integration/loadloop.py) runs through nginx for the whole upgrade; the target,
 as docs/multi-instance.md says, is not one failed request. Every instance is replaced (new
 processes, new ports), each old one drains and exits cleanly, and every task accepted during the
-upgrade finishes where every instance can see it.
+upgrade finishes where every instance can see it. PostgreSQL here is the runner's own cluster
+(`--postgres own`, made with initdb in the run folder or, when the postgres user cannot enter
+it, in a temporary folder that `down` removes); test_runner.py runs the machine's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -68,9 +71,10 @@ def not_succeeded(url: str, ids: list[str], timeout: float = 60) -> set[str]:
 
 
 @pytest.mark.timeout(400)
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
 def test_rolling_restart_under_load_fails_no_request(run_dir, backend):
-    up = runner(run_dir, "up", "--backend", backend, "--instances", "3", "--lb-port", "0")
+    own = ["--postgres", "own"] if backend == "postgres" else []
+    up = runner(run_dir, "up", "--backend", backend, *own, "--instances", "3", "--lb-port", "0")
     assert up.returncode == 0, up.stdout + up.stderr
     lb = json.loads(runner(run_dir, "status", "--json").stdout)["lb_url"]
     before = instances(run_dir)
@@ -102,3 +106,37 @@ def test_rolling_restart_under_load_fails_no_request(run_dir, backend):
     assert status.returncode == 0, status.stdout
     # Every task accepted during the upgrade finished, visible through the load balancer.
     assert not_succeeded(lb, load.task_ids) == set()
+
+    if backend == "postgres":
+        assert_own_cluster_stops(run_dir)
+
+
+def assert_own_cluster_stops(run_dir: Path) -> None:
+    """The runner's own PostgreSQL answered throughout, and `down` stops it (fast shutdown)."""
+    state = json.loads(runner(run_dir, "status", "--json").stdout)
+    (cluster,) = [p for p in state["processes"] if p["kind"] == "postgres"]
+    assert cluster["ok"] and state["backend_url"].endswith(
+        f":{cluster['port']}/postgres?schema=taskflow_kit"
+    )
+    folder = (run_dir / "postgres").resolve()
+    assert (folder / "data" / "PG_VERSION").exists()
+    down = runner(run_dir, "down")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not alive(cluster["pid"]), "the postmaster is gone"
+    assert not listening(cluster["port"])
+    # Kept in the run folder for the next `up`; a temporary one outside is removed.
+    assert (folder / "data").exists() == (folder == run_dir / "postgres")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie that nobody reaped yet does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
