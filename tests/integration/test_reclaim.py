@@ -125,7 +125,7 @@ def test_an_instance_restarted_under_its_id_takes_back_its_tasks_and_says_so(
 # -- what a heartbeat round costs --------------------------------------------------------------
 
 #: The cluster a round sees: instances registered, and live records spread over them.
-INSTANCES, LIVE_RECORDS, ROUNDS = 30, 600, 200
+INSTANCES, LIVE_RECORDS, ROUNDS = 30, 600, 60
 
 
 async def measure_rounds(backend: ClusterBackend) -> list[float]:
@@ -166,8 +166,12 @@ async def measure_rounds(backend: ClusterBackend) -> list[float]:
 
 
 async def keep_peers_alive(backend: ClusterBackend, started: datetime) -> None:
-    for i in range(INSTANCES):
-        await backend.heartbeat(InstanceInfo(f"peer-{i}", "host", i, started, utcnow()))
+    await asyncio.gather(
+        *(
+            backend.heartbeat(InstanceInfo(f"peer-{i}", "host", i, started, utcnow()))
+            for i in range(INSTANCES)
+        )
+    )
 
 
 @pytest.mark.timeout(120)
@@ -178,11 +182,11 @@ def test_what_a_heartbeat_round_costs(backend_url):
     backend = backend_from_url(backend_url)
     walls = asyncio.run(measure_rounds(backend))
     median = statistics.median(walls)
-    p99 = statistics.quantiles(walls, n=100)[98]
+    p95 = statistics.quantiles(walls, n=20)[18]
     share = median / DEFAULT_HEARTBEAT_INTERVAL
     print(
         f"{backend_url.split(':')[0]}: a round takes {median * 1000:.2f} ms median, "
-        f"{p99 * 1000:.2f} ms p99 ({INSTANCES} instances, {LIVE_RECORDS} live records): "
+        f"{p95 * 1000:.2f} ms p95 ({INSTANCES} instances, {LIVE_RECORDS} live records): "
         f"{share:.2%} of a {DEFAULT_HEARTBEAT_INTERVAL:g} s interval per instance"
     )
     assert median < 0.02, f"a heartbeat round takes {median * 1000:.1f} ms"
