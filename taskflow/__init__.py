@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from taskflow.admin import TaskAdmin, admin_router
 from taskflow.background import ManagedBackgroundTasks
+from taskflow.cancel import CancelRefused
+from taskflow.context import TaskContext, task_context
 from taskflow.manager import TaskManager
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import InvalidQuery, Page, TaskQuery
 from taskflow.retry import RetryRefused
 
 __all__ = [
+    "CancelRefused",
     "InvalidQuery",
     "ManagedBackgroundTasks",
     "Page",
     "RetryRefused",
     "TaskAdmin",
+    "TaskContext",
     "TaskManager",
     "TaskQuery",
     "TaskRecord",
     "TaskStatus",
     "admin_router",
+    "task_context",
 ]
 __version__ = "0.1.0"

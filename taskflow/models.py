@@ -11,13 +11,15 @@ from typing import Any
 
 
 class TaskStatus(str, Enum):
-    """Lifecycle of a task: ``pending -> running -> success | failed | interrupted``."""
+    """Lifecycle of a task: ``pending -> running -> success | failed | interrupted | cancelled``
+    (``pending -> cancelled`` too: a task cancelled before it started never starts)."""
 
     PENDING = "pending"
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
@@ -26,11 +28,13 @@ class TaskStatus(str, Enum):
 
 
 #: Statuses that never change again. The backends' SQL and Lua are built from these sets.
-TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.INTERRUPTED})
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.CANCELLED}
+)
 #: Statuses of a task some instance owns and runs (or will run): the cluster view's records.
 LIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 #: Statuses under which an idempotency key's task counts as taken (no second one runs); a
-#: failed or interrupted one is replaced, so the key runs again.
+#: failed, interrupted or cancelled one is replaced, so the key runs again.
 KEY_HOLDERS = LIVE_STATUSES | {TaskStatus.SUCCESS}
 
 

@@ -227,6 +227,11 @@ class TaskStore:
     def live(self) -> list[TaskRecord]:
         return list(self._live.values())
 
+    @property
+    def has_live(self) -> bool:
+        """Some record is pending or running here."""
+        return bool(self._live)
+
     def unflushed(self) -> list[TaskRecord]:
         return list(self._unflushed.values())
 

@@ -1,4 +1,4 @@
-"""The JSON API under ``/tasks``: list, detail, metrics, retry."""
+"""The JSON API under ``/tasks``: list, detail, metrics, retry, cancel."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from taskflow.backends.codec import UnreadableRecord
+from taskflow.cancel import CancelRefused
 from taskflow.models import TaskRecord
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
 from taskflow.retry import RetryRefused
@@ -27,7 +28,7 @@ def present(manager: TaskManager, record: TaskRecord) -> dict[str, Any]:
     return data
 
 
-def build_router(manager: TaskManager, root: str = "") -> APIRouter:
+def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C901 - one route each
     """The API routes; the listing is at ``root`` ("" under a prefix, "/" inside a mount)."""
     router = APIRouter(tags=["taskflow"])
 
@@ -99,5 +100,27 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
         except RetryRefused as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         return JSONResponse({"task_id": record.task_id, "retry_of": task_id}, status_code=202)
+
+    @router.post(
+        "/{task_id}/cancel",
+        status_code=202,
+        summary="Cancel a pending or running task, wherever it runs (202: asked; the record "
+        "turns cancelled once its instance has stopped it)",
+        responses={
+            404: {"description": "Unknown id"},
+            409: {"description": "Finished already, or cannot be reached"},
+        },
+    )
+    async def cancel_task(task_id: str) -> JSONResponse:
+        try:
+            record = await manager.cancel(task_id)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"task {task_id} not found") from None
+        except CancelRefused as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        status, owner = record.status.value, record.instance_id
+        return JSONResponse(
+            {"task_id": task_id, "status": status, "instance_id": owner}, status_code=202
+        )
 
     return router

@@ -19,7 +19,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
+from taskflow.backends.base import (
+    CANCEL_BATCH,
+    CANCEL_REQUEST_TTL,
+    BackendError,
+    HistoryCounts,
+    InstanceInfo,
+    SnapshotBackend,
+)
 from taskflow.backends.codec import KEY_HOLDER_VALUES, LIVE_VALUES, TERMINAL_VALUES, RecordCodec
 from taskflow.backends.postgres.schema import (
     SCHEMA_VERSION,
@@ -299,6 +306,26 @@ class PostgresBackend(SnapshotBackend):
                 data = await conn.fetchval(self._sql.get, record.task_id)
         return None if data is None else self.codec.decode(data, record.task_id)
 
+    async def request_cancel(self, task_id: str) -> None:
+        now = time.time()
+        with self._errors("request cancel"):
+            async with self._require().acquire() as conn, conn.transaction():
+                await conn.execute(self._sql.lock_cancels)
+                await conn.execute(self._sql.prune_cancels, now - CANCEL_REQUEST_TTL)
+                await conn.execute(self._sql.request_cancel, task_id, now)
+
+    async def cancel_requests(self, after: str | None) -> tuple[list[str], str]:
+        if after is not None and not after.isdigit():
+            raise ValueError(f"not a PostgreSQL cancellation position: {after!r}")
+        with self._errors("cancel requests"):
+            pool = self._require()
+            if after is None:
+                return [], str(int(await pool.fetchval(self._sql.cancel_position)))
+            rows = await pool.fetch(self._sql.cancel_requests, int(after), CANCEL_BATCH)
+        if not rows:
+            return [], after
+        return [str(row[1]) for row in rows], str(int(rows[-1][0]))
+
     async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
         expires, now = epoch(expires_at), time.time()
         if expires <= now:
@@ -386,6 +413,15 @@ class Statements:
             ON CONFLICT (session_id) DO UPDATE
             SET expires_ts = greatest({sessions}.expires_ts, excluded.expires_ts)"""
         self.revoked = f"SELECT 1 FROM {sessions} WHERE session_id = $1 AND expires_ts > $2"
+        cancels = f"{schema}.cancel_requests"
+        # Writers take the table's lock in turn, so sequence numbers become visible in order and
+        # a reader past seq n never misses a smaller one committed later (requests are rare).
+        self.lock_cancels = f"LOCK TABLE {cancels} IN EXCLUSIVE MODE"
+        self.prune_cancels = f"DELETE FROM {cancels} WHERE requested_ts < $1"
+        self.request_cancel = f"INSERT INTO {cancels} (task_id, requested_ts) VALUES ($1, $2)"
+        self.cancel_position = f"SELECT coalesce(max(seq), 0) FROM {cancels}"
+        self.cancel_requests = f"""SELECT seq, task_id FROM {cancels} WHERE seq > $1
+            ORDER BY seq LIMIT $2"""
         self._tasks = tasks
 
     def select(self, query: TaskQuery, after: tuple[float, str] | None) -> tuple[str, list[Any]]:

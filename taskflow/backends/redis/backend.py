@@ -22,10 +22,17 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
+from taskflow.backends.base import (
+    CANCEL_BATCH,
+    CANCEL_REQUEST_TTL,
+    BackendError,
+    HistoryCounts,
+    InstanceInfo,
+    SnapshotBackend,
+)
 from taskflow.backends.codec import RecordCodec
 from taskflow.backends.redis import scripts
-from taskflow.backends.redis.keys import DEFAULT_PREFIX, RedisKeys
+from taskflow.backends.redis.keys import CANCEL_STREAM_MAXLEN, DEFAULT_PREFIX, RedisKeys
 from taskflow.backends.redis.pack import with_hiredis_packing
 from taskflow.backends.redis.stream import call_streamed
 from taskflow.backends.urls import mask_url
@@ -254,6 +261,32 @@ class RedisBackend(SnapshotBackend):
         if isinstance(result, list) and result and result[0] == "exists":
             return self.codec.decode(result[1], record.task_id)
         return None
+
+    async def request_cancel(self, task_id: str) -> None:
+        # Trimmed by length (approximately, which is cheap) and by age (MINID): whichever
+        # removes more. Entry ids are the server's milliseconds, so age needs no clock here.
+        with self._errors("request cancel"):
+            client = self._require()
+            await client.xadd(
+                self.keys.cancels, {"task": task_id}, maxlen=CANCEL_STREAM_MAXLEN, approximate=True
+            )
+            last = await client.xrevrange(self.keys.cancels, count=1)
+            if last:
+                newest_ms = int(str(last[0][0]).split("-")[0])
+                oldest_kept = newest_ms - int(CANCEL_REQUEST_TTL * 1000)
+                await client.xtrim(self.keys.cancels, minid=oldest_kept, approximate=True)
+
+    async def cancel_requests(self, after: str | None) -> tuple[list[str], str]:
+        with self._errors("cancel requests"):
+            client = self._require()
+            if after is None:
+                last = await client.xrevrange(self.keys.cancels, count=1)
+                return [], str(last[0][0]) if last else "0-0"
+            entries = await client.xrange(self.keys.cancels, min=f"({after}", count=CANCEL_BATCH)
+        if not entries:
+            return [], after
+        ids = [str((fields or {}).get("task", "")) for _, fields in entries]
+        return [i for i in ids if i], str(entries[-1][0])
 
     async def get(self, task_id: str) -> TaskRecord | None:
         with self._errors("get"):

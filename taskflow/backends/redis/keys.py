@@ -41,6 +41,12 @@ HEARTBEATS = "heartbeats"
 #: String per dashboard session ended by a logout, ``revoked:<session id>``, with a TTL that
 #: ends when the session would have expired anyway: Redis drops it itself, nothing prunes.
 REVOKED = "revoked:"
+#: Stream of cancellation requests (field ``task``): every instance reads it from its own
+#: position; trimmed to about :data:`CANCEL_STREAM_MAXLEN` entries on each request.
+CANCELS = "cancels"
+#: Entries the cancellation stream keeps at least (``XADD ... MAXLEN ~``): far more than arrive
+#: within CANCEL_REQUEST_TTL in any deployment we know, and a few hundred KiB at most.
+CANCEL_STREAM_MAXLEN = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,10 @@ class RedisKeys:
 
     def revoked(self, session_id: str) -> str:
         return self.base + REVOKED + session_id
+
+    @property
+    def cancels(self) -> str:
+        return self.base + CANCELS
 
     @property
     def script_keys(self) -> list[str]:

@@ -13,7 +13,7 @@ from taskflow.backends.base import BackendError
 from taskflow.backends.sqlite.sql import LIVE_SQL
 
 #: Schema this code reads and writes; files with a lower version are migrated on open.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Stored in the file header (``PRAGMA application_id``): the bytes "TFK1".
 APPLICATION_ID = 0x54464B31
 
@@ -80,11 +80,25 @@ _CREATE_V3 = (
     """,
 )
 
+# Version 4: cancellation requests, an ordered log every instance reads from its own position
+# (seq; AUTOINCREMENT so that a seq is never reused once pruned rows are gone). The ``cancelled``
+# status needs no change: statuses are plain text, and the SQL is built from the status sets.
+_CREATE_V4 = (
+    """
+    CREATE TABLE IF NOT EXISTS cancel_requests (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id      TEXT NOT NULL,
+        requested_ts REAL NOT NULL  -- epoch seconds; rows past CANCEL_REQUEST_TTL are pruned
+    )
+    """,
+)
+
 #: Statements that take a file from version ``n`` (the key) to ``n + 1``.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: _CREATE_V1,
     1: _CREATE_V2,
     2: _CREATE_V3,
+    3: _CREATE_V4,
 }
 
 
