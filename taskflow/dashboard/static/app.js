@@ -12,11 +12,14 @@
   const BASE = meta("taskflow-base");
   const CSRF = meta("taskflow-csrf");
   const AUTH = meta("taskflow-auth") === "on";
-  const STATUSES = ["pending", "running", "success", "failed", "interrupted"];
-  const TERMINAL = new Set(["success", "failed", "interrupted"]);
+  const STATUSES = ["pending", "running", "success", "failed", "interrupted", "cancelled"];
+  const TERMINAL = new Set(["success", "failed", "interrupted", "cancelled"]);
   const STATUS_LABEL = {
     pending: "Pending", running: "Running", success: "Succeeded", failed: "Failed", interrupted: "Interrupted",
+    cancelled: "Cancelled",
   };
+  // Task controls (cancel...) live in control.js; it is handed what it needs here.
+  const controls = window.taskflowControls || { row() {}, detail() {} };
 
   const state = {
     filters: { status: "", func: "", instance: "", id: "" },
@@ -262,6 +265,7 @@
       h("td", { class: "num", text: String(rec.attempts) }),
       h("td", { class: "err", title: rec.error || null, text: firstLine(rec.error) }),
     );
+    controls.row(rec, tr, ui);
     tr.className = state.selected === rec.task_id ? "selected" : "";
     if (row.flash) {
       tr.classList.add("flash");
@@ -318,6 +322,7 @@
     for (const row of state.rows.values()) row.tr?.classList.toggle("selected", row.rec.task_id === id);
     $("detail").hidden = false;
     $("retry").hidden = true;
+    $("cancel").hidden = true;
     $("detail-body").replaceChildren(h("p", { class: "muted", text: "Loading…" }));
     const response = await api(`/${encodeURIComponent(id)}`);
     if (state.selected !== id) return;
@@ -377,6 +382,7 @@
     retry.hidden = !rec.retryable;
     retry.disabled = false;
     retry.dataset.id = rec.task_id;
+    controls.detail(rec, $("detail-body"), ui);
   }
 
   async function retrySelected() {
@@ -570,6 +576,8 @@
     setInterval(tickRunning, 1000);
   }
 
+  const ui = { api, toast, detailOf, h, shortId, openDetail };
+  controls.wire?.(ui);
   wire();
   refresh();
   connect();

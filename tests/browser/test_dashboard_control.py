@@ -1,0 +1,92 @@
+"""Task controls in a real browser: the Cancel buttons (row and detail), the cancelled badge,
+card and filter, with and without the admin token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import Instance
+from tests.browser.test_dashboard_live import open_dashboard, row
+
+pytestmark = pytest.mark.browser
+
+TOKEN = "browser-test-admin-token-0123456789"
+
+
+@pytest.fixture
+def cluster(start_instance, tmp_path: Path) -> tuple[Instance, Instance]:
+    db = tmp_path / "history.db"
+    return start_instance("web-1", db=db), start_instance("web-2", db=db)
+
+
+def test_the_detail_panel_cancels_a_running_task(cluster, open_tab):
+    web1, _ = cluster
+    task_id = web1.enqueue("generate_report", "yearly", seconds=60)
+    tab = open_tab()
+    page = open_dashboard(tab, web1)
+    expect(row(page, task_id)).to_contain_text("Running")
+    row(page, task_id).locator("td").nth(2).click()
+    expect(page.locator("#cancel")).to_be_visible()
+    expect(page.locator("#retry")).to_be_hidden()
+    page.click("#cancel")
+    expect(page.locator("#toast")).to_contain_text("Cancelling task")
+    expect(row(page, task_id)).to_contain_text("Cancelled", timeout=5_000)
+    expect(page.locator("#detail .badge")).to_have_text("Cancelled")
+    expect(page.locator("#cancel")).to_be_hidden()
+    expect(page.locator("#retry")).to_be_visible()  # a cancelled task can run again
+    expect(page.locator("#count-cancelled")).to_have_text("1", timeout=5_000)
+    assert web1.wait_finished(task_id)["status"] == "cancelled"
+
+
+def test_the_row_button_cancels_a_task_of_another_instance(cluster, open_tab):
+    web1, web2 = cluster
+    task_id = web2.enqueue("generate_report", "monthly", seconds=60)
+    tab = open_tab()
+    page = open_dashboard(tab, web1)  # web1 shows web2's live task, and passes the request on
+    button = row(page, task_id).locator("button[data-cancel]")
+    expect(button).to_be_visible(timeout=5_000)
+    button.click()
+    expect(page.locator("#detail")).to_be_hidden()  # the click cancels, it opens nothing
+    expect(row(page, task_id)).to_contain_text("Cancelled", timeout=5_000)
+    expect(row(page, task_id).locator("button[data-cancel]")).to_have_count(0)
+    page.select_option("#f-status", "cancelled")
+    expect(page.locator("#rows tr[data-id]")).to_have_count(1)
+    expect(row(page, task_id)).to_be_visible()
+    assert web2.wait_finished(task_id)["instance_id"] == "web-2"
+
+
+def test_finished_tasks_have_no_cancel_button(cluster, open_tab):
+    web1, _ = cluster
+    task_id = web1.enqueue("send_welcome_email", "done@example.com")
+    web1.wait_finished(task_id)
+    tab = open_tab()
+    page = open_dashboard(tab, web1)
+    expect(row(page, task_id)).to_contain_text("Succeeded")
+    expect(row(page, task_id).locator("button[data-cancel]")).to_have_count(0)
+    row(page, task_id).click()
+    expect(page.locator("#detail .task-id")).to_have_text(task_id)
+    expect(page.locator("#cancel")).to_be_hidden()
+
+
+def test_cancel_with_the_admin_token_goes_through_the_session(start_instance, open_tab):
+    web1 = start_instance("web-1", token=TOKEN)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    response = httpx.post(
+        f"{web1.url}/enqueue/generate_report",
+        json={"args": ["secured"], "kwargs": {"seconds": 60}},
+    )
+    task_id = response.json()["task_id"]
+    assert httpx.post(f"{web1.url}/tasks/{task_id}/cancel").status_code == 401
+    tab = open_tab()
+    page = tab.page
+    page.goto(f"{web1.url}/tasks/login")
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    expect(page.locator("#conn")).to_have_attribute("data-state", "live")
+    row(page, task_id).locator("button[data-cancel]").click()
+    expect(row(page, task_id)).to_contain_text("Cancelled", timeout=5_000)
+    assert web1.wait_finished(task_id, **headers)["status"] == "cancelled"
