@@ -31,6 +31,7 @@ from taskflow.cluster import (
     Takeover,
     default_instance_id,
 )
+from taskflow.context import TaskLogHandler
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
 from taskflow.models import TaskRecord, TaskStatus
@@ -84,6 +85,7 @@ class TaskManager:
         instance_expiry: float = DEFAULT_INSTANCE_EXPIRY,
         max_concurrency: int | None = None,
         cancel_poll_interval: float = DEFAULT_CANCEL_POLL_INTERVAL,
+        capture_logging: bool = False,
     ) -> None:
         if snapshot_db is not None and snapshot_backend is not None:
             raise ValueError("give snapshot_db or snapshot_backend, not both")
@@ -165,6 +167,9 @@ class TaskManager:
             if cluster is not None and persist_live
             else None
         )
+        #: With ``capture_logging``: the root logger's handler that keeps the ``logging`` records
+        #: emitted inside a task with its record (see :class:`~taskflow.context.TaskLogHandler`).
+        self._log_handler = TaskLogHandler(logging.INFO) if capture_logging else None
         self._started = False
         self.draining = False
         #: Set as soon as :meth:`stop` begins, so long-lived readers (dashboard streams) end first.
@@ -467,6 +472,8 @@ class TaskManager:
             await self._cluster.start()
         if self._cancels is not None:
             await self._cancels.start()
+        if self._log_handler is not None:
+            logging.getLogger().addHandler(self._log_handler)
         self._started = True
         if self._history_only:
             logger.warning(
@@ -490,6 +497,8 @@ class TaskManager:
         self.stopping.set()
         if self._cancels is not None:
             await self._cancels.stop()
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
         await shut_down(
             self._runner,
             self._store,

@@ -75,6 +75,27 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _logs(value: Any) -> list[dict[str, Any]] | None:
+    """Stored log lines as written; anything else in their place (hand-edited) is ignored."""
+    if not isinstance(value, list):
+        return None
+    return [line for line in value if isinstance(line, dict)] or None
+
+
+def _progress(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    fraction = value.get("fraction")
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool):
+        fraction = None
+    message = value.get("message")
+    return {"fraction": fraction, "message": message if isinstance(message, str) else ""}
+
+
 @dataclass(slots=True)
 class TaskRecord:
     """One task's tracked state. Times are timezone-aware UTC datetimes."""
@@ -101,6 +122,15 @@ class TaskRecord:
     #: This record is a late result of task ``late_of``: this instance ran it, but was declared
     #: gone meanwhile and another instance took the task over (see docs/operations.md).
     late_of: str | None = None
+    #: Lines the task logged with ``task_log()`` (and captured ``logging`` records): dicts of
+    #: ``at`` (epoch seconds), ``level``, ``message`` and optional ``fields``; the newest kept
+    #: within the bounds of :mod:`taskflow.context`, ``None`` when it logged nothing.
+    logs: list[dict[str, Any]] | None = None
+    #: Log lines dropped (the oldest first) to keep ``logs`` within its bounds.
+    logs_dropped: int = 0
+    #: The task's last ``task_context().progress()``: ``fraction`` (0..1 or ``None``) and
+    #: ``message``; ``None`` when it never reported any.
+    progress: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -114,8 +144,9 @@ class TaskRecord:
         """The time lists are ordered by, newest first: end time once finished, else creation."""
         return self.end_time or self.created_at
 
-    def to_dict(self, *, include_args: bool = True) -> dict[str, Any]:
-        """A JSON-ready dict; times are ISO 8601 with a UTC offset."""
+    def to_dict(self, *, include_args: bool = True, include_logs: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict; times are ISO 8601 with a UTC offset. Without ``include_logs``
+        the log lines are left out (``log_count`` still says how many there are)."""
         data: dict[str, Any] = {
             "task_id": self.task_id,
             "func_name": self.func_name,
@@ -132,7 +163,12 @@ class TaskRecord:
             "idempotency_key": self.idempotency_key,
             "rerunnable": self.rerunnable,
             "late_of": self.late_of,
+            "progress": self.progress,
+            "log_count": len(self.logs) if self.logs else 0,
+            "logs_dropped": self.logs_dropped,
         }
+        if include_logs:
+            data["logs"] = self.logs or []
         if include_args:
             data["args"] = self.args
             data["kwargs"] = self.kwargs
@@ -163,4 +199,7 @@ class TaskRecord:
             rerunnable=bool(data.get("rerunnable")),
             sealed_args=_text(data.get("sealed_args")),
             late_of=_text(data.get("late_of")),
+            logs=_logs(data.get("logs")),
+            logs_dropped=_count(data.get("logs_dropped")),
+            progress=_progress(data.get("progress")),
         )

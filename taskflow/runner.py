@@ -17,7 +17,14 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, Future
 from typing import Any
 
-from taskflow.context import context_of, current_attempt, current_record, forget, known_context
+from taskflow.context import (
+    Notify,
+    context_of,
+    current_attempt,
+    current_task,
+    forget,
+    known_context,
+)
 from taskflow.events import EventBus, EventKind
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.tasks import RetryPolicy, TaskDefinition, is_async_callable
@@ -114,18 +121,20 @@ async def execute(
     threads: Executor,
     is_async: bool | None = None,
     timeout: float | None = None,
+    notify: Notify | None = None,
 ) -> None:
     """Run ``func`` under ``policy``, keeping ``record`` current and publishing each transition.
 
     Exceptions from the task never escape. A record no longer pending (cancelled before it
     started) is not run. ``timeout``: seconds each attempt may take. A cancellation asked for
     (:meth:`Runner.cancel`) ends it ``cancelled``; any other (shutdown) marks the record
-    ``interrupted`` and is then re-raised so the canceller sees it.
+    ``interrupted`` and is then re-raised so the canceller sees it. ``notify`` announces the
+    task's log lines and progress (``task_context()``; see :mod:`taskflow.context`).
     """
     if record.status is not TaskStatus.PENDING:
         return  # cancelled before it could start
     is_async = is_async_callable(func) if is_async is None else is_async
-    token = current_record.set(record)
+    token = current_task.set((record, notify or _announce_now(bus)))
     record.status = TaskStatus.RUNNING
     record.start_time = utcnow()
     bus.publish(EventKind.STARTED, record)
@@ -159,7 +168,7 @@ async def execute(
         raise
     finally:
         forget(record)
-        current_record.reset(token)
+        current_task.reset(token)
 
 
 def _failed(record: TaskRecord, exc: BaseException, last: bool, bus: EventBus) -> bool:
@@ -184,6 +193,17 @@ def _succeeded(record: TaskRecord, bus: EventBus) -> None:
     record.error = None
     record.traceback = None
     _finish(record, TaskStatus.SUCCESS, bus)
+
+
+def _announce_now(bus: EventBus) -> Notify:
+    """Announce changes at once, on the calling thread (execute() without a runner)."""
+
+    def notify(record: TaskRecord, delay: float, done: Callable[[], None]) -> None:
+        done()
+        if not record.status.finished:
+            bus.publish(EventKind.UPDATED, record)
+
+    return notify
 
 
 def _cancel_requested(record: TaskRecord) -> bool:
@@ -237,9 +257,14 @@ class Runner:
         #: Tasks start in tasks of their own only while open (not before start, not draining).
         self.open = False
         self._threads = DaemonThreadPool(max_workers)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._announce: Notify = self.announce  # one bound method, not one per task
 
     def start(self) -> None:
         """Open for work (on the manager's event loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         if self._threads.closed:
             self._threads = DaemonThreadPool(self.max_workers)
         if self.max_concurrency is not None:
@@ -317,7 +342,31 @@ class Runner:
             threads=self._threads,
             is_async=definition.is_async,
             timeout=definition.timeout,
+            notify=self._announce,
         )
+
+    def announce(self, record: TaskRecord, delay: float, done: Callable[[], None]) -> None:
+        """Publish ``record``'s new log lines or progress (``UPDATED``) after ``delay``
+        seconds, on the event loop; callable from any thread (see :mod:`taskflow.context`)."""
+        loop = self._loop
+        if loop is None:
+            done()
+            return
+
+        def publish() -> None:
+            done()
+            if not record.status.finished:  # the FINISHED event carries the last of it
+                self.bus.publish(EventKind.UPDATED, record)
+
+        try:
+            if threading.get_ident() != self._loop_thread:
+                loop.call_soon_threadsafe(loop.call_later, delay, publish)
+            elif delay <= 0:
+                publish()
+            else:
+                loop.call_later(delay, publish)
+        except RuntimeError:  # the loop is closed: nobody listens any more
+            done()
 
     def cancel(self, record: TaskRecord) -> None:
         """Stop a live task of this runner: a pending one is finished ``cancelled`` now and never

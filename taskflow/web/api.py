@@ -20,10 +20,13 @@ if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 
-def present(manager: TaskManager, record: TaskRecord) -> dict[str, Any]:
+def present(
+    manager: TaskManager, record: TaskRecord, *, include_logs: bool = True
+) -> dict[str, Any]:
     """A record as the API and the dashboard stream show it: arguments only with
-    ``display_func_args``, and ``retryable``: whether a retry from any instance would run."""
-    data = record.to_dict(include_args=manager.display_func_args)
+    ``display_func_args``, and ``retryable``: whether a retry from any instance would run.
+    Listings leave the log lines out (``include_logs=False``; ``log_count`` stays)."""
+    data = record.to_dict(include_args=manager.display_func_args, include_logs=include_logs)
     data["retryable"] = manager.can_retry(record)
     return data
 
@@ -61,7 +64,7 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C9
             raise RequestValidationError([error]) from None
         # Instance and id prefix are not indexed by the backends: a bounded scan serves them.
         page = await manager.apage(query, instance_id=instance_id, id_contains=id_contains)
-        items = [present(manager, record) for record in page.records]
+        items = [present(manager, record, include_logs=False) for record in page.records]
         return {"items": items, "next_cursor": page.next_cursor}
 
     @router.get("/metrics", summary="Counts by status and function, durations, flush health")
@@ -84,6 +87,25 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C9
         if record is None:
             raise HTTPException(status_code=404, detail=f"task {task_id} not found")
         return present(manager, record)
+
+    @router.get(
+        "/{task_id}/logs",
+        summary="One task's log lines (task_log and captured logging), oldest first",
+        responses={404: {"description": "Unknown id"}},
+    )
+    async def get_logs(task_id: str) -> dict[str, Any]:
+        try:
+            record = await manager.aget(task_id)
+        except UnreadableRecord as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"task {task_id} not found")
+        return {
+            "task_id": task_id,
+            "status": record.status.value,
+            "logs": record.logs or [],
+            "logs_dropped": record.logs_dropped,
+        }
 
     @router.post(
         "/{task_id}/retry",

@@ -1,4 +1,5 @@
-"""The cancellation part of the cluster contract, and the ``cancelled`` status, on every backend.
+"""Task control on every backend: the cancellation part of the cluster contract, the
+``cancelled`` status, and the log lines and progress stored with a record.
 
 Several backend objects (separate connections) read one store's log of requests, each from its
 own position, as the instances of a cluster do.
@@ -93,6 +94,25 @@ async def test_cancelled_is_a_terminal_status_everywhere(backend: SnapshotBacken
     # Retention counts it as finished.
     assert await backend.prune(older_than=None, keep=0) == 1
     assert await backend.get("c-1") is None
+
+
+async def test_log_lines_and_progress_are_stored_with_the_record(backend: SnapshotBackend) -> None:
+    record = rec("logged", status=R)
+    record.logs = [
+        {"at": 1.5, "level": "info", "message": "step \u2603", "fields": {"n": 1}},
+        {"at": 2.5, "level": "error", "message": "\ud800 lone surrogate"},
+    ]
+    record.logs_dropped = 7
+    record.progress = {"fraction": 0.4, "message": "step 2 of 5"}
+    await backend.save([record])
+    stored = await backend.get("logged")
+    assert stored is not None
+    assert stored.logs is not None and stored.logs[0] == record.logs[0]
+    assert stored.logs[1]["message"].endswith("lone surrogate")  # made safe, kept
+    assert stored.logs_dropped == 7
+    assert stored.progress == {"fraction": 0.4, "message": "step 2 of 5"}
+    listed = (await backend.query(TaskQuery.build(status="running"))).records
+    assert listed[0].progress == stored.progress
 
 
 async def test_a_cancelled_idempotent_task_gives_its_key_back(backend: SnapshotBackend) -> None:
