@@ -15,6 +15,7 @@ from tests.browser.test_dashboard_live import open_dashboard, row
 pytestmark = pytest.mark.browser
 
 TOKEN = "browser-test-admin-token-0123456789"
+XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
@@ -90,3 +91,60 @@ def test_cancel_with_the_admin_token_goes_through_the_session(start_instance, op
     row(page, task_id).locator("button[data-cancel]").click()
     expect(row(page, task_id)).to_contain_text("Cancelled", timeout=5_000)
     assert web1.wait_finished(task_id, **headers)["status"] == "cancelled"
+
+
+def test_progress_bars_and_the_logs_tab_follow_a_running_task(cluster, open_tab):
+    web1, _ = cluster
+    task_id = web1.enqueue("crunch_numbers", steps=12, delay=0.25)
+    tab = open_tab()
+    page = open_dashboard(tab, web1)
+    bar = row(page, task_id).locator(".progress.in-row")
+    expect(bar).to_be_visible(timeout=5_000)
+    row(page, task_id).locator("td").nth(2).click()
+    expect(page.locator("#detail-progress")).to_be_visible()
+    first = int(page.locator("#detail-progress .progress").get_attribute("aria-valuenow") or 0)
+    page.click('#detail-tabs button[data-tab="logs"]')
+    expect(page.locator("#logs-pane")).to_be_visible()
+    expect(page.locator("#details-pane")).to_be_hidden()
+    expect(page.locator("#logs-pane tr.log").first).to_contain_text("step 1 done")
+    # Live: more lines and more progress arrive while the Logs tab stays open.
+    expect(page.locator("#logs-pane tr.log")).to_have_count(12, timeout=10_000)
+    expect(page.locator("#logs-pane .level.warning")).to_have_count(2)
+    expect(page.locator("#logs-pane tr.log").nth(4)).to_contain_text('{"step":5}')
+    expect(page.locator('#detail-tabs button[data-tab="logs"]')).to_have_text("Logs (12)")
+    expect(page.locator("#detail .badge")).to_have_text("Succeeded", timeout=5_000)
+    assert first < 100
+    page.click('#detail-tabs button[data-tab="details"]')
+    expect(page.locator("#details-pane .task-id")).to_have_text(task_id)
+    expect(row(page, task_id).locator(".progress")).to_have_count(0)  # finished: no bar
+    logs = httpx.get(f"{web1.url}/tasks/{task_id}/logs").json()
+    assert [line["message"] for line in logs["logs"]][:2] == ["step 1 done", "step 2 done"]
+
+
+def test_a_remote_tasks_progress_reaches_the_open_detail(cluster, open_tab):
+    web1, web2 = cluster
+    task_id = web2.enqueue("crunch_numbers", steps=20, delay=0.5)
+    tab = open_tab()
+    page = open_dashboard(tab, web1)
+    row(page, task_id).wait_for(state="attached", timeout=5_000)
+    row(page, task_id).locator("td").nth(2).click()
+    expect(page.locator("#detail-progress .progress-text")).to_contain_text("of 20", timeout=5_000)
+    seen = page.locator("#detail-progress .progress-text").inner_text()
+    expect(page.locator("#detail-progress .progress-text")).not_to_have_text(seen, timeout=5_000)
+    page.click('#detail-tabs button[data-tab="logs"]')
+    expect(page.locator("#logs-pane tr.log").first).to_contain_text("step 1 done")
+    page.click("#cancel")
+    expect(page.locator("#detail .badge")).to_have_text("Cancelled", timeout=5_000)
+
+
+def test_log_lines_and_progress_messages_stay_text(cluster, open_tab):
+    web1, _ = cluster
+    task_id = web1.enqueue("say", XSS)
+    web1.wait_finished(task_id)
+    tab = open_tab()
+    page = open_dashboard(tab, web1)
+    row(page, task_id).click()
+    page.click('#detail-tabs button[data-tab="logs"]')
+    expect(page.locator("#logs-pane tr.log")).to_have_count(1)
+    expect(page.locator("#logs-pane .log-message")).to_contain_text(XSS)
+    expect(page.locator("#detail img")).to_have_count(0)  # open_tab fails on any dialog too

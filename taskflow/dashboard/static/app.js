@@ -576,7 +576,7 @@
     setInterval(tickRunning, 1000);
   }
 
-  const ui = { api, toast, detailOf, h, shortId, openDetail };
+  const ui = { api, toast, detailOf, h, shortId, openDetail, renderDetail, fmtTime, selected: () => state.selected };
   controls.wire?.(ui);
   wire();
   refresh();
