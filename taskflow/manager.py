@@ -291,12 +291,13 @@ class TaskManager:
 
         ``idempotency_key="..."`` (taken out of the keyword arguments) works as with
         ``add_task``: one task per key across every instance while it is pending, running or
-        succeeded.
+        succeeded; so does ``tags={...}``.
         """
         if not self._started:
             raise RuntimeError("submit() needs a started manager (inside the app's lifespan)")
         key = kwargs.pop("idempotency_key", None)
-        record, launch = self._acceptor.enqueue(func, args, kwargs, idempotency_key=key)
+        tags = kwargs.pop("tags", None)
+        record, launch = self._acceptor.enqueue(func, args, kwargs, idempotency_key=key, tags=tags)
         if not isinstance(launch, Launch):  # the key's task is known here already
             return record.task_id
         # Started here, in one task tracked for the drain, as a request's tasks are.
@@ -375,12 +376,20 @@ class TaskManager:
         since: datetime | None = None,
         until: datetime | None = None,
         cursor: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> list[TaskRecord]:
         """History of every instance, newest first (this instance's live and unflushed records
-        merged with the backend's). Raises :class:`~taskflow.query.InvalidQuery` for a bad
-        filter. The synchronous form is :meth:`query`."""
+        merged with the backend's). ``tags``: records carrying all of them. Raises
+        :class:`~taskflow.query.InvalidQuery` for a bad filter. The synchronous form is
+        :meth:`query`."""
         query = TaskQuery.build(
-            status=status, func_name=func_name, limit=limit, since=since, until=until, cursor=cursor
+            status=status,
+            func_name=func_name,
+            limit=limit,
+            since=since,
+            until=until,
+            cursor=cursor,
+            tags=tags,
         )
         return (await self._scheduler.aquery(query)).records
 
@@ -392,11 +401,18 @@ class TaskManager:
         since: datetime | None = None,
         until: datetime | None = None,
         cursor: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> list[TaskRecord]:
         """:meth:`aquery` as a plain call: from scripts, sync route handlers (worker threads)
         and before the app starts; inside ``async def`` code, await :meth:`aquery`."""
         return self._scheduler.query(
-            status=status, func_name=func_name, limit=limit, since=since, until=until, cursor=cursor
+            status=status,
+            func_name=func_name,
+            limit=limit,
+            since=since,
+            until=until,
+            cursor=cursor,
+            tags=tags,
         )
 
     async def retry(self, task_id: str) -> TaskRecord:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +37,48 @@ LIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 #: Statuses under which an idempotency key's task counts as taken (no second one runs); a
 #: failed, interrupted or cancelled one is replaced, so the key runs again.
 KEY_HOLDERS = LIVE_STATUSES | {TaskStatus.SUCCESS}
+
+
+#: Most tags one task may carry (``add_task(..., tags={...})``).
+MAX_TAGS = 16
+#: Longest tag key and value (characters).
+MAX_TAG_KEY, MAX_TAG_VALUE = 64, 200
+#: What a tag key may be: letters, digits, ``_``, ``.``, ``-`` (never ``:``, which separates key
+#: and value in ``tag=key:value`` filters).
+TAG_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_tags(tags: Any) -> dict[str, str] | None:
+    """``tags`` validated: a dict of at most :data:`MAX_TAGS` string keys (:data:`TAG_KEY`, at
+    most :data:`MAX_TAG_KEY` characters) to non-empty string values (at most
+    :data:`MAX_TAG_VALUE` characters, no control characters, valid UTF-8). ``None`` or ``{}``
+    give ``None``; anything else raises ``ValueError`` saying what is wrong."""
+    if tags is None:
+        return None
+    if not isinstance(tags, dict):
+        raise ValueError(f"tags must be a dict of str to str, got {type(tags).__name__}")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags, got {len(tags)}")
+    for key, value in tags.items():
+        check_tag(key, value)
+    return dict(tags) or None
+
+
+def check_tag(key: Any, value: Any) -> None:
+    """Raise ``ValueError`` unless ``key: value`` is a valid tag (see :func:`check_tags`)."""
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_TAG_KEY or not TAG_KEY.fullmatch(key):
+        raise ValueError(
+            f"tag key {str(key)[:80]!r} must be 1-{MAX_TAG_KEY} letters, digits, '_', '.' or '-'"
+        )
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_TAG_VALUE:
+        raise ValueError(f"tag {key!r} must have a string value of 1-{MAX_TAG_VALUE} characters")
+    if _CONTROL.search(value):
+        raise ValueError(f"tag {key!r} has a control character in its value")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"tag {key!r} has a value that is not valid UTF-8") from None
 
 
 def utcnow() -> datetime:
@@ -86,6 +129,12 @@ def _logs(value: Any) -> list[dict[str, Any]] | None:
     return [line for line in value if isinstance(line, dict)] or None
 
 
+def _tags(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str)} or None
+
+
 def _progress(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         return None
@@ -131,6 +180,9 @@ class TaskRecord:
     #: The task's last ``task_context().progress()``: ``fraction`` (0..1 or ``None``) and
     #: ``message``; ``None`` when it never reported any.
     progress: dict[str, Any] | None = None
+    #: ``add_task(..., tags={"tenant": "acme"})``: string keys and values, indexed by every
+    #: backend (``GET /tasks?tag=tenant:acme``); ``None`` without tags.
+    tags: dict[str, str] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -163,6 +215,7 @@ class TaskRecord:
             "idempotency_key": self.idempotency_key,
             "rerunnable": self.rerunnable,
             "late_of": self.late_of,
+            "tags": self.tags or {},
             "progress": self.progress,
             "log_count": len(self.logs) if self.logs else 0,
             "logs_dropped": self.logs_dropped,
@@ -202,4 +255,5 @@ class TaskRecord:
             logs=_logs(data.get("logs")),
             logs_dropped=_count(data.get("logs_dropped")),
             progress=_progress(data.get("progress")),
+            tags=_tags(data.get("tags")),
         )

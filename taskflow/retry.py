@@ -77,7 +77,12 @@ class Retries:
             return earlier
         call = self._call(record)
         new_record, starter = self.acceptor.enqueue(
-            call.func, call.args, call.kwargs, retry_of=task_id, idempotency_key=key
+            call.func,
+            call.args,
+            call.kwargs,
+            retry_of=task_id,
+            idempotency_key=key,
+            tags=record.tags,
         )
         await starter()
         return new_record

@@ -47,6 +47,10 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C9
         id_contains: Annotated[
             str | None, Query(max_length=64, description="a task id or any part of one")
         ] = None,
+        tag: Annotated[
+            list[str] | None,
+            Query(description="key:value; several combine with AND", max_length=300),
+        ] = None,
     ) -> dict[str, Any]:
         try:
             query = TaskQuery.build(
@@ -56,6 +60,7 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C9
                 since=since,
                 until=until,
                 cursor=cursor,
+                tags=tag,
             )
         except InvalidQuery as exc:
             # Raised as FastAPI's own validation error, so the 422 body is the one the OpenAPI

@@ -20,9 +20,9 @@ from taskflow.backends.postgres.schema import SCHEMA_VERSION as PG_VERSION
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.backends.sqlite.schema import APPLICATION_ID, MIGRATIONS
 from taskflow.backends.sqlite.schema import SCHEMA_VERSION as SQLITE_VERSION
-from taskflow.models import TaskStatus
+from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import TaskQuery
-from tests.backends.conftest import R, Store, rec
+from tests.backends.conftest import F, R, Store, rec
 
 C = TaskStatus.CANCELLED
 
@@ -178,3 +178,62 @@ async def test_a_version_1_postgres_schema_is_migrated_for_cancellation(postgres
     finally:
         await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         await conn.close()
+
+
+def tagged(task_id: str, tags: dict[str, str], **kwargs: object) -> TaskRecord:
+    record = rec(task_id, **kwargs)  # type: ignore[arg-type]
+    record.tags = tags
+    return record
+
+
+async def test_tags_are_stored_indexed_and_combined(store: Store, backend: SnapshotBackend) -> None:
+    await backend.save(
+        [
+            tagged("a1", {"tenant": "acme", "plan": "pro"}, at=1),
+            tagged("a2", {"tenant": "acme"}, at=2, status=F),
+            tagged("b1", {"tenant": "bolt", "plan": "pro"}, at=3),
+            rec("none", at=4),
+        ]
+    )
+    assert (await backend.get("a1")).tags == {"tenant": "acme", "plan": "pro"}  # type: ignore[union-attr]
+
+    async def listed(**filters: object) -> list[str]:
+        page = await backend.query(TaskQuery.build(**filters))  # type: ignore[arg-type]
+        return [r.task_id for r in page.records]
+
+    assert await listed(tags=["tenant:acme"]) == ["a2", "a1"]
+    assert await listed(tags=["tenant:acme", "plan:pro"]) == ["a1"]
+    assert await listed(tags={"plan": "pro"}) == ["b1", "a1"]
+    assert await listed(tags=["tenant:acme"], status="failed") == ["a2"]
+    assert await listed(tags=["tenant:acme"], func_name="other") == []
+    assert await listed(tags=["tenant:nobody"]) == []
+    # Pages follow the tag's order with cursors.
+    first = await backend.query(TaskQuery.build(tags=["tenant:acme"], limit=1))
+    assert [r.task_id for r in first.records] == ["a2"] and first.next_cursor
+    rest = await backend.query(TaskQuery.build(tags=["tenant:acme"], cursor=first.next_cursor))
+    assert [r.task_id for r in rest.records] == ["a1"]
+    # A record's sort time moves when it finishes: the tag index follows it.
+    done = tagged("a1", {"tenant": "acme", "plan": "pro"}, at=10)
+    await backend.save([done])
+    assert await listed(tags=["tenant:acme"]) == ["a1", "a2"]
+    assert await store.problems() == []
+    # Retention removes tag entries with their records.
+    assert await backend.prune(older_than=None, keep=0) == 4
+    assert await listed(tags=["tenant:acme"]) == []
+    assert await store.problems() == []
+
+
+async def test_many_tagged_records_page_through_in_order(backend: SnapshotBackend) -> None:
+    records = [
+        tagged(f"t{n:03d}", {"tenant": "acme" if n % 3 else "bolt"}, at=n) for n in range(60)
+    ]
+    await backend.save(records)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await backend.query(TaskQuery.build(tags=["tenant:acme"], limit=7, cursor=cursor))
+        seen += [r.task_id for r in page.records]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == [f"t{n:03d}" for n in reversed(range(60)) if n % 3]

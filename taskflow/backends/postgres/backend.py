@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 
 from taskflow.backends.base import (
     CANCEL_BATCH,
@@ -199,6 +200,7 @@ class PostgresBackend(SnapshotBackend):
             sort_ts(record),
             record.instance_id,
             data.decode(),
+            orjson.dumps(record.tags).decode() if record.tags else None,
         )
 
     async def get(self, task_id: str) -> TaskRecord | None:
@@ -364,15 +366,18 @@ class Statements:
         tasks = f"{schema}.tasks"
         terminal, live = _sql_list(TERMINAL_VALUES), _sql_list(LIVE_VALUES)
         holders = _sql_list(KEY_HOLDER_VALUES)
-        insert = f"INSERT INTO {tasks} (task_id, func_name, status, sort_ts, instance_id, data)"
+        insert = (
+            f"INSERT INTO {tasks} (task_id, func_name, status, sort_ts, instance_id, data, tags)"
+        )
         assign = """func_name = excluded.func_name, status = excluded.status,
-            sort_ts = excluded.sort_ts, instance_id = excluded.instance_id, data = excluded.data"""
+            sort_ts = excluded.sort_ts, instance_id = excluded.instance_id, data = excluded.data,
+            tags = excluded.tags"""
         # A stale live copy never replaces a finished row, and a row another instance took
         # over (claim_live made it the owner) is not replaced by its former owner's copy (a late
         # result); the owner '' parks a task for requeue. RETURNING lists what was written.
         self.upsert = f"""{insert}
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[],
-                $6::text[])
+            SELECT i, f, s, t, o, d, g::jsonb FROM unnest($1::text[], $2::text[], $3::text[],
+                $4::float8[], $5::text[], $6::text[], $7::text[]) AS u(i, f, s, t, o, d, g)
             ON CONFLICT (task_id) DO UPDATE SET {assign}
             WHERE ({tasks}.status NOT IN {terminal} OR excluded.status IN {terminal})
               AND ({tasks}.instance_id = excluded.instance_id OR excluded.instance_id = '')
@@ -403,7 +408,7 @@ class Statements:
         # Stored unless the id's row is pending, running or succeeded: one statement, so of
         # several callers with the same id exactly one writes (the others wait on its row lock
         # and then see it). A failed or interrupted row is replaced: the key runs again.
-        self.claim_new = f"""{insert} VALUES ($1, $2, $3, $4, $5, $6)
+        self.claim_new = f"""{insert} VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
             ON CONFLICT (task_id) DO UPDATE SET {assign}
             WHERE {tasks}.status NOT IN {holders}
             RETURNING task_id"""
@@ -437,6 +442,8 @@ class Statements:
             where.append(f"status = {bind(query.status.value)}")
         if query.func_name is not None:
             where.append(f"func_name = {bind(query.func_name)}")
+        if query.tags:  # the GIN index on tags serves containment
+            where.append(f"tags @> {bind(orjson.dumps(dict(query.tags)).decode())}::jsonb")
         if query.since is not None:
             where.append(f"sort_ts >= {bind(query.since.timestamp())}")
         if query.until is not None:

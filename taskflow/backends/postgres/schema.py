@@ -65,10 +65,13 @@ def migrations(schema: str) -> dict[int, tuple[str, ...]]:
             )
             """,
         ),
-        # Version 2: cancellation requests, an ordered log every instance reads from its own
-        # position (seq). The ``cancelled`` status needs nothing: statuses are plain text and
-        # the SQL is built from the status sets.
+        # Version 2: task control. Cancellation requests, an ordered log every instance reads
+        # from its own position (seq); tags as jsonb (NULL without tags) with a GIN index that
+        # serves ``tags @> '{"tenant": "acme"}'``. The ``cancelled`` status needs nothing:
+        # statuses are plain text and the SQL is built from the status sets.
         1: (
+            f"ALTER TABLE {schema}.tasks ADD COLUMN tags jsonb",
+            f"CREATE INDEX tasks_by_tags ON {schema}.tasks USING gin (tags jsonb_path_ops)",
             f"""
             CREATE TABLE {schema}.cancel_requests (
                 seq          bigserial PRIMARY KEY,

@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -203,11 +203,12 @@ class RedisBackend(SnapshotBackend):
         return reply
 
     def _save_args(self, records: Sequence[TaskRecord], mode: str = "") -> list[Any]:
-        args: list[Any] = [*self.keys.script_prefixes, mode]
+        args: list[Any] = [*self.keys.script_prefixes, mode, self.keys.tag_prefix]
         encode = self.codec.encode
         for record in records:
             r, data = encode(record)  # values orjson refuses are made safe: hiredis's too
-            args += (r.task_id, r.status.value, r.func_name, sort_ts(r), r.instance_id, data)
+            tags = "\n".join(f"{k}:{v}" for k, v in sorted(r.tags.items())) if r.tags else ""
+            args += (r.task_id, r.status.value, r.func_name, sort_ts(r), r.instance_id, data, tags)
         return args
 
     # -- the cluster (see SnapshotBackend) --------------------------------------------------
@@ -294,8 +295,24 @@ class RedisBackend(SnapshotBackend):
         return None if data is None else self.codec.decode_or_raise(data, task_id)
 
     async def query(self, query: TaskQuery) -> Page:
+        if query.tags:
+            return make_page(await self._tagged(query), query.limit)
         indexes = self.keys.indexes(query.status, query.func_name)
         return make_page(await self._collect(indexes, query, query.limit + 1), query.limit)
+
+    async def _tagged(self, query: TaskQuery) -> list[TaskRecord]:
+        # The smallest of the tags' sorted sets, walked in order; the other filters (status,
+        # function, the other tags) are checked on each record read.
+        keys = [self.keys.tag(key, value) for key, value in query.tags]
+        with self._errors("query"):
+            async with self._require().pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zcard(key)
+                sizes = await pipe.execute()
+        if not all(sizes):
+            return []
+        smallest = min(zip(sizes, keys, strict=True))[1]
+        return await self._collect([smallest], query, query.limit + 1, keep=query.matches)
 
     async def load_recent(self, limit: int) -> list[TaskRecord]:
         await self._check_layout()  # startup reads this first
@@ -308,7 +325,13 @@ class RedisBackend(SnapshotBackend):
         if older_than is None and keep is None:
             return 0
         below = "" if older_than is None else repr(epoch(older_than))
-        args = [*self.keys.script_prefixes, below, "" if keep is None else keep, PRUNE_CHUNK]
+        args = [
+            *self.keys.script_prefixes,
+            below,
+            "" if keep is None else keep,
+            PRUNE_CHUNK,
+            self.keys.tag_prefix,
+        ]
         keys = [*self.keys.finished_indexes(), *self.keys.script_keys]
         removed = 0
         while True:
@@ -344,7 +367,13 @@ class RedisBackend(SnapshotBackend):
             {f: n for f, n in by_func.items() if n},
         )
 
-    async def _collect(self, indexes: list[str], query: TaskQuery, want: int) -> list[TaskRecord]:
+    async def _collect(
+        self,
+        indexes: list[str],
+        query: TaskQuery,
+        want: int,
+        keep: Callable[[TaskRecord], bool] | None = None,
+    ) -> list[TaskRecord]:
         # Malformed or missing records are skipped; when that leaves a batch short, continue
         # after the last member read so a page still holds `want` records when that many exist.
         high = "+inf" if query.until is None else repr(query.until.timestamp())
@@ -365,7 +394,7 @@ class RedisBackend(SnapshotBackend):
                     logger.warning("skipping task %s: indexed but not stored", task_id)
                     continue
                 record = self.codec.decode(data, task_id)
-                if record is not None:
+                if record is not None and (keep is None or keep(record)):
                     records.append(record)
             if len(flat) < 3 * batch:
                 break
