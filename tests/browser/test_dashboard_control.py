@@ -148,3 +148,33 @@ def test_log_lines_and_progress_messages_stay_text(cluster, open_tab):
     expect(page.locator("#logs-pane tr.log")).to_have_count(1)
     expect(page.locator("#logs-pane .log-message")).to_contain_text(XSS)
     expect(page.locator("#detail img")).to_have_count(0)  # open_tab fails on any dialog too
+
+
+def test_the_tag_filter_narrows_the_list_and_the_detail_shows_tags(cluster, open_tab):
+    web1, web2 = cluster
+    acme_pro = web1.enqueue("resize_image", "a.jpg", tags={"tenant": "acme", "plan": "pro"})
+    acme = web2.enqueue("resize_image", "b.jpg", tags={"tenant": "acme"})
+    bolt = web1.enqueue("resize_image", "c.jpg", tags={"tenant": "bolt"})
+    for task_id in (acme_pro, acme, bolt):
+        web1.wait_finished(task_id)
+    tab = open_tab()
+    page = open_dashboard(tab, web1)
+    expect(page.locator("#rows tr[data-id]")).to_have_count(3)
+    page.fill("#f-tag", "tenant:acme")
+    expect(page.locator("#rows tr[data-id]")).to_have_count(2)
+    expect(row(page, bolt)).to_have_count(0)
+    page.fill("#f-tag", "tenant:acme, plan:pro")
+    expect(page.locator("#rows tr[data-id]")).to_have_count(1)
+    row(page, acme_pro).click()
+    expect(page.locator('#detail .tag[data-tag="plan:pro"]')).to_have_text("plan: pro")
+    # Live: a new task with the tags shows up under the filter, one without does not.
+    live = web2.enqueue("resize_image", "d.jpg", tags={"tenant": "acme", "plan": "pro"})
+    other = web2.enqueue("resize_image", "e.jpg", tags={"tenant": "acme"})
+    expect(row(page, live)).to_be_visible(timeout=5_000)
+    web2.wait_finished(other)
+    page.wait_for_timeout(1_000)
+    expect(row(page, other)).to_have_count(0)
+    page.fill("#f-tag", "no-colon")
+    expect(page.locator("#toast")).to_contain_text("must be key:value")
+    page.click("#f-clear")
+    expect(page.locator("#rows tr[data-id]")).to_have_count(5)

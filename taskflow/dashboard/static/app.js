@@ -22,7 +22,7 @@
   const controls = window.taskflowControls || { row() {}, detail() {} };
 
   const state = {
-    filters: { status: "", func: "", instance: "", id: "" },
+    filters: { status: "", func: "", instance: "", id: "", tags: [] },
     pageSize: 50,
     cursors: [null], // cursors[n] opens page n
     page: 0,
@@ -131,6 +131,7 @@
     if (f.func) params.set("func_name", f.func);
     if (f.instance) params.set("instance_id", f.instance);
     if (f.id) params.set("id_contains", f.id);
+    for (const tag of f.tags) params.append("tag", tag);
     if (cursor) params.set("cursor", cursor);
     return `?${params}`;
   }
@@ -138,7 +139,8 @@
   function matches(rec) {
     const f = state.filters;
     return (!f.status || rec.status === f.status) && (!f.func || rec.func_name === f.func)
-      && (!f.instance || rec.instance_id === f.instance) && (!f.id || rec.task_id.includes(f.id));
+      && (!f.instance || rec.instance_id === f.instance) && (!f.id || rec.task_id.includes(f.id))
+      && f.tags.every((tag) => { const at = tag.indexOf(":"); return (rec.tags || {})[tag.slice(0, at)] === tag.slice(at + 1); });
   }
 
   let loadSeq = 0;
@@ -521,6 +523,7 @@
       func: $("f-func").value,
       instance: $("f-instance").value.trim(),
       id: $("f-id").value.trim().toLowerCase(),
+      tags: $("f-tag").value.split(",").map((tag) => tag.trim()).filter(Boolean),
     };
     resetPaging();
     loadPage();
@@ -532,9 +535,10 @@
     $("f-func").addEventListener("change", readFilters);
     $("f-instance").addEventListener("input", typed);
     $("f-id").addEventListener("input", typed);
+    $("f-tag").addEventListener("input", typed);
     $("filters").addEventListener("submit", (event) => { event.preventDefault(); readFilters(); });
     $("f-clear").addEventListener("click", () => {
-      for (const id of ["f-status", "f-func", "f-instance", "f-id"]) $(id).value = "";
+      for (const id of ["f-status", "f-func", "f-instance", "f-id", "f-tag"]) $(id).value = "";
       readFilters();
     });
     $("page-size").addEventListener("change", () => {

@@ -117,6 +117,12 @@ window.taskflowControls = (() => {
       button.dataset.id = rec.task_id;
 
       const details = ui.h("div", { id: "details-pane" }, ...body.childNodes);
+      const tags = Object.entries(rec.tags || {});
+      const facts = details.querySelector("dl.facts");
+      if (tags.length && facts) {
+        facts.append(ui.h("dt", { text: "Tags" }), ui.h("dd", { class: "tags" },
+          ...tags.map(([key, value]) => ui.h("span", { class: "tag", "data-tag": `${key}:${value}`, text: `${key}: ${value}` }))));
+      }
       if (rec.progress) {
         const text = rec.progress.message || "";
         const share = typeof rec.progress.fraction === "number" ? `${Math.round(rec.progress.fraction * 100)}%` : "";
