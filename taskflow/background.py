@@ -65,6 +65,8 @@ class ManagedBackgroundTasks(BackgroundTasks):
 
         ``idempotency_key="..."`` (taken out of the keyword arguments) makes every instance
         return the same id for one key while that task is pending, running or succeeded.
+        ``tags={"tenant": "acme"}`` (taken out too) labels the task for ``GET /tasks?tag=...``;
+        invalid tags raise ``ValueError``.
         """
         request = _request.get()
         acceptor = self._acceptor
@@ -74,10 +76,11 @@ class ManagedBackgroundTasks(BackgroundTasks):
             super().add_task(func, *args, **kwargs)
             return None
         key = kwargs.pop("idempotency_key", None)
+        tags = kwargs.pop("tags", None)
         # In a request through the middleware, its response accepts the task (see
         # _HeldResponse); a request that raises never runs it (recorded as never run).
         record, starter = acceptor.enqueue(
-            func, args, kwargs, idempotency_key=key, held=request is not None
+            func, args, kwargs, idempotency_key=key, held=request is not None, tags=tags
         )
         if request is not None and isinstance(starter, Launch):
             request.launches.append(starter)

@@ -16,6 +16,8 @@ class EventKind(str, Enum):
     CREATED = "created"
     STARTED = "started"
     RETRYING = "retrying"
+    #: The running task logged a line or reported progress (throttled per task).
+    UPDATED = "updated"
     FINISHED = "finished"
 
 

@@ -17,7 +17,7 @@ from taskflow.arguments import keep_arguments
 from taskflow.backends.base import ClusterBackend
 from taskflow.cluster import claim_key, idempotent_task_id
 from taskflow.events import EventBus, EventKind
-from taskflow.models import KEY_HOLDERS, TaskRecord, new_task_id
+from taskflow.models import KEY_HOLDERS, TaskRecord, check_tags, new_task_id
 from taskflow.persistence import Persistence
 from taskflow.persistence.store import CallSpec, TaskStore, approximate_size
 from taskflow.runner import Runner, interrupt_unstarted
@@ -95,6 +95,7 @@ class Acceptor:
         retry_of: str | None = None,
         idempotency_key: str | None = None,
         held: bool = False,
+        tags: dict[str, str] | None = None,
     ) -> tuple[TaskRecord, Starter]:
         """Create a pending record; the returned starter (usually a :class:`Launch`) starts the
         task when awaited.
@@ -104,8 +105,11 @@ class Acceptor:
         derived from the key; while a task with that id is pending, running or succeeded
         anywhere, no second one runs (claimed atomically in the backend by the launch).
         ``held``: the task belongs to a request whose response will accept it (durable
-        acceptance): its record is kept out of writes until then.
+        acceptance): its record is kept out of writes until then. ``tags`` are checked
+        (``ValueError``, see :func:`~taskflow.models.check_tags`) and stored on the record.
         """
+        if tags is not None:
+            tags = check_tags(tags)
         definition = self.registry.for_func(func)
         task_id = new_task_id()
         if idempotency_key is not None:
@@ -119,6 +123,7 @@ class Acceptor:
             instance_id=self.instance_id(),
             retry_of=retry_of,
             idempotency_key=idempotency_key,
+            tags=tags,
         )
         call = self._call(record, definition, args, kwargs)
         claim = idempotency_key is not None and self.claims is not None

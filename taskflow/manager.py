@@ -20,9 +20,10 @@ from fastapi import BackgroundTasks
 from taskflow.arguments import DEFAULT_MAX_STORED_BYTES
 from taskflow.backends.base import HistoryBackend, cluster_part
 from taskflow.backends.cipher import ArgumentCipher
-from taskflow.backends.codec import RecordCodec
+from taskflow.backends.codec import RecordCodec, UnreadableRecord
 from taskflow.backends.urls import backend_from_url, load_backend_class
 from taskflow.background import ManagedBackgroundTasks, bind
+from taskflow.cancel import DEFAULT_CANCEL_POLL_INTERVAL, CancelRefused, CancelWatcher
 from taskflow.cluster import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_INSTANCE_EXPIRY,
@@ -30,6 +31,7 @@ from taskflow.cluster import (
     Takeover,
     default_instance_id,
 )
+from taskflow.context import TaskLogHandler
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
 from taskflow.models import TaskRecord, TaskStatus
@@ -82,6 +84,8 @@ class TaskManager:
         heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
         instance_expiry: float = DEFAULT_INSTANCE_EXPIRY,
         max_concurrency: int | None = None,
+        cancel_poll_interval: float = DEFAULT_CANCEL_POLL_INTERVAL,
+        capture_logging: bool = False,
     ) -> None:
         if snapshot_db is not None and snapshot_backend is not None:
             raise ValueError("give snapshot_db or snapshot_backend, not both")
@@ -152,6 +156,20 @@ class TaskManager:
             if cluster is not None and persist_live
             else None
         )
+        self._cancels = (
+            CancelWatcher(
+                cluster,
+                self._store,
+                self._runner,
+                lambda: self.instance_id,
+                interval=cancel_poll_interval,
+            )
+            if cluster is not None and persist_live
+            else None
+        )
+        #: With ``capture_logging``: the root logger's handler that keeps the ``logging`` records
+        #: emitted inside a task with its record (see :class:`~taskflow.context.TaskLogHandler`).
+        self._log_handler = TaskLogHandler(logging.INFO) if capture_logging else None
         self._started = False
         self.draining = False
         #: Set as soon as :meth:`stop` begins, so long-lived readers (dashboard streams) end first.
@@ -207,6 +225,7 @@ class TaskManager:
         backoff: float = 1.0,
         name: str | None = None,
         requeue_on_interrupt: bool = False,
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -219,6 +238,7 @@ class TaskManager:
         backoff: float = 1.0,
         name: str | None = None,
         requeue_on_interrupt: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         """Register a sync or async function as a tracked task with a retry policy.
 
@@ -226,12 +246,19 @@ class TaskManager:
         lookups and retries; two functions under one name raise ``ValueError``. The function is
         returned unchanged, so it can still be called directly. With ``requeue_on_interrupt``,
         a task whose instance is lost runs again on a survivor (its arguments are stored).
+        ``timeout``: seconds each attempt may run; one that runs out fails with a
+        ``TimeoutError`` naming the limit and counts toward ``retries`` (a sync function's
+        thread cannot be stopped: it is asked to through ``task_context().cancelled``).
         """
         policy = RetryPolicy(retries, delay, backoff)
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
 
         def register(fn: F) -> F:
             task_name = name or getattr(fn, "__name__", None) or adhoc_name(fn)
-            self._registry.add(TaskDefinition(task_name, fn, policy, requeue_on_interrupt))
+            self._registry.add(
+                TaskDefinition(task_name, fn, policy, requeue_on_interrupt, timeout=timeout)
+            )
             return fn
 
         return register(func) if func is not None else register
@@ -264,12 +291,13 @@ class TaskManager:
 
         ``idempotency_key="..."`` (taken out of the keyword arguments) works as with
         ``add_task``: one task per key across every instance while it is pending, running or
-        succeeded.
+        succeeded; so does ``tags={...}``.
         """
         if not self._started:
             raise RuntimeError("submit() needs a started manager (inside the app's lifespan)")
         key = kwargs.pop("idempotency_key", None)
-        record, launch = self._acceptor.enqueue(func, args, kwargs, idempotency_key=key)
+        tags = kwargs.pop("tags", None)
+        record, launch = self._acceptor.enqueue(func, args, kwargs, idempotency_key=key, tags=tags)
         if not isinstance(launch, Launch):  # the key's task is known here already
             return record.task_id
         # Started here, in one task tracked for the drain, as a request's tasks are.
@@ -348,12 +376,20 @@ class TaskManager:
         since: datetime | None = None,
         until: datetime | None = None,
         cursor: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> list[TaskRecord]:
         """History of every instance, newest first (this instance's live and unflushed records
-        merged with the backend's). Raises :class:`~taskflow.query.InvalidQuery` for a bad
-        filter. The synchronous form is :meth:`query`."""
+        merged with the backend's). ``tags``: records carrying all of them. Raises
+        :class:`~taskflow.query.InvalidQuery` for a bad filter. The synchronous form is
+        :meth:`query`."""
         query = TaskQuery.build(
-            status=status, func_name=func_name, limit=limit, since=since, until=until, cursor=cursor
+            status=status,
+            func_name=func_name,
+            limit=limit,
+            since=since,
+            until=until,
+            cursor=cursor,
+            tags=tags,
         )
         return (await self._scheduler.aquery(query)).records
 
@@ -365,11 +401,18 @@ class TaskManager:
         since: datetime | None = None,
         until: datetime | None = None,
         cursor: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> list[TaskRecord]:
         """:meth:`aquery` as a plain call: from scripts, sync route handlers (worker threads)
         and before the app starts; inside ``async def`` code, await :meth:`aquery`."""
         return self._scheduler.query(
-            status=status, func_name=func_name, limit=limit, since=since, until=until, cursor=cursor
+            status=status,
+            func_name=func_name,
+            limit=limit,
+            since=since,
+            until=until,
+            cursor=cursor,
+            tags=tags,
         )
 
     async def retry(self, task_id: str) -> TaskRecord:
@@ -377,6 +420,43 @@ class TaskManager:
         (see :mod:`taskflow.retry`): ``KeyError`` for an unknown id,
         :class:`~taskflow.retry.RetryRefused` saying why it cannot."""
         return await self._retries.run_again(task_id)
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """Stop a pending or running task, from any instance. Returns its record as known here.
+
+        On the instance that runs it, at once: a pending task never starts; a running async
+        task is cancelled (``asyncio``); a running sync task is asked to stop
+        (``task_context().cancelled``: threads cannot be killed) and recorded ``cancelled``
+        when it returns. Elsewhere the request goes through the backend to that instance,
+        which acts on it within ``cancel_poll_interval`` plus one read (about a quarter of a
+        second). ``KeyError`` for an unknown id, :class:`~taskflow.cancel.CancelRefused` when
+        it has finished or no instance can be reached (a backend without the cluster part).
+        """
+        record = self._store.get(task_id)
+        if record is not None and not record.status.finished:
+            if record.instance_id == self.instance_id or self._cancels is None:
+                self._runner.cancel(record)
+                return record
+        else:
+            try:
+                record = await self.aget(task_id)
+            except UnreadableRecord as exc:
+                raise CancelRefused(f"{exc}; it cannot be cancelled") from None
+        if record is None:
+            raise KeyError(task_id)
+        if record.status.finished:
+            raise CancelRefused(
+                f"task {task_id} has finished ({record.status.value}); only pending or running "
+                "tasks can be cancelled"
+            )
+        cluster = cluster_part(self.backend)
+        if cluster is None or self._cancels is None:
+            raise CancelRefused(
+                f"task {task_id} runs on instance {record.instance_id}, and the backend has no "
+                "cluster contract to pass the request on"
+            )
+        await cluster.request_cancel(task_id)
+        return record
 
     def can_retry(self, record: TaskRecord) -> bool:
         """Whether a retry of ``record`` from any instance would run (the Retry button)."""
@@ -406,6 +486,10 @@ class TaskManager:
         await self._scheduler.start()
         if self._cluster is not None:
             await self._cluster.start()
+        if self._cancels is not None:
+            await self._cancels.start()
+        if self._log_handler is not None:
+            logging.getLogger().addHandler(self._log_handler)
         self._started = True
         if self._history_only:
             logger.warning(
@@ -427,6 +511,10 @@ class TaskManager:
             return
         self.draining = True
         self.stopping.set()
+        if self._cancels is not None:
+            await self._cancels.stop()
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
         await shut_down(
             self._runner,
             self._store,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -11,13 +12,15 @@ from typing import Any
 
 
 class TaskStatus(str, Enum):
-    """Lifecycle of a task: ``pending -> running -> success | failed | interrupted``."""
+    """Lifecycle of a task: ``pending -> running -> success | failed | interrupted | cancelled``
+    (``pending -> cancelled`` too: a task cancelled before it started never starts)."""
 
     PENDING = "pending"
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
@@ -26,12 +29,56 @@ class TaskStatus(str, Enum):
 
 
 #: Statuses that never change again. The backends' SQL and Lua are built from these sets.
-TERMINAL_STATUSES = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.INTERRUPTED})
+TERMINAL_STATUSES = frozenset(
+    {TaskStatus.SUCCESS, TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.CANCELLED}
+)
 #: Statuses of a task some instance owns and runs (or will run): the cluster view's records.
 LIVE_STATUSES = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
 #: Statuses under which an idempotency key's task counts as taken (no second one runs); a
-#: failed or interrupted one is replaced, so the key runs again.
+#: failed, interrupted or cancelled one is replaced, so the key runs again.
 KEY_HOLDERS = LIVE_STATUSES | {TaskStatus.SUCCESS}
+
+
+#: Most tags one task may carry (``add_task(..., tags={...})``).
+MAX_TAGS = 16
+#: Longest tag key and value (characters).
+MAX_TAG_KEY, MAX_TAG_VALUE = 64, 200
+#: What a tag key may be: letters, digits, ``_``, ``.``, ``-`` (never ``:``, which separates key
+#: and value in ``tag=key:value`` filters).
+TAG_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_tags(tags: Any) -> dict[str, str] | None:
+    """``tags`` validated: a dict of at most :data:`MAX_TAGS` string keys (:data:`TAG_KEY`, at
+    most :data:`MAX_TAG_KEY` characters) to non-empty string values (at most
+    :data:`MAX_TAG_VALUE` characters, no control characters, valid UTF-8). ``None`` or ``{}``
+    give ``None``; anything else raises ``ValueError`` saying what is wrong."""
+    if tags is None:
+        return None
+    if not isinstance(tags, dict):
+        raise ValueError(f"tags must be a dict of str to str, got {type(tags).__name__}")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"at most {MAX_TAGS} tags, got {len(tags)}")
+    for key, value in tags.items():
+        check_tag(key, value)
+    return dict(tags) or None
+
+
+def check_tag(key: Any, value: Any) -> None:
+    """Raise ``ValueError`` unless ``key: value`` is a valid tag (see :func:`check_tags`)."""
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_TAG_KEY or not TAG_KEY.fullmatch(key):
+        raise ValueError(
+            f"tag key {str(key)[:80]!r} must be 1-{MAX_TAG_KEY} letters, digits, '_', '.' or '-'"
+        )
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_TAG_VALUE:
+        raise ValueError(f"tag {key!r} must have a string value of 1-{MAX_TAG_VALUE} characters")
+    if _CONTROL.search(value):
+        raise ValueError(f"tag {key!r} has a control character in its value")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"tag {key!r} has a value that is not valid UTF-8") from None
 
 
 def utcnow() -> datetime:
@@ -71,6 +118,33 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _logs(value: Any) -> list[dict[str, Any]] | None:
+    """Stored log lines as written; anything else in their place (hand-edited) is ignored."""
+    if not isinstance(value, list):
+        return None
+    return [line for line in value if isinstance(line, dict)] or None
+
+
+def _tags(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, dict):
+        return None
+    return {str(k): str(v) for k, v in value.items() if isinstance(v, str)} or None
+
+
+def _progress(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    fraction = value.get("fraction")
+    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool):
+        fraction = None
+    message = value.get("message")
+    return {"fraction": fraction, "message": message if isinstance(message, str) else ""}
+
+
 @dataclass(slots=True)
 class TaskRecord:
     """One task's tracked state. Times are timezone-aware UTC datetimes."""
@@ -97,6 +171,18 @@ class TaskRecord:
     #: This record is a late result of task ``late_of``: this instance ran it, but was declared
     #: gone meanwhile and another instance took the task over (see docs/operations.md).
     late_of: str | None = None
+    #: Lines the task logged with ``task_log()`` (and captured ``logging`` records): dicts of
+    #: ``at`` (epoch seconds), ``level``, ``message`` and optional ``fields``; the newest kept
+    #: within the bounds of :mod:`taskflow.context`, ``None`` when it logged nothing.
+    logs: list[dict[str, Any]] | None = None
+    #: Log lines dropped (the oldest first) to keep ``logs`` within its bounds.
+    logs_dropped: int = 0
+    #: The task's last ``task_context().progress()``: ``fraction`` (0..1 or ``None``) and
+    #: ``message``; ``None`` when it never reported any.
+    progress: dict[str, Any] | None = None
+    #: ``add_task(..., tags={"tenant": "acme"})``: string keys and values, indexed by every
+    #: backend (``GET /tasks?tag=tenant:acme``); ``None`` without tags.
+    tags: dict[str, str] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -110,8 +196,9 @@ class TaskRecord:
         """The time lists are ordered by, newest first: end time once finished, else creation."""
         return self.end_time or self.created_at
 
-    def to_dict(self, *, include_args: bool = True) -> dict[str, Any]:
-        """A JSON-ready dict; times are ISO 8601 with a UTC offset."""
+    def to_dict(self, *, include_args: bool = True, include_logs: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict; times are ISO 8601 with a UTC offset. Without ``include_logs``
+        the log lines are left out (``log_count`` still says how many there are)."""
         data: dict[str, Any] = {
             "task_id": self.task_id,
             "func_name": self.func_name,
@@ -128,7 +215,13 @@ class TaskRecord:
             "idempotency_key": self.idempotency_key,
             "rerunnable": self.rerunnable,
             "late_of": self.late_of,
+            "tags": self.tags or {},
+            "progress": self.progress,
+            "log_count": len(self.logs) if self.logs else 0,
+            "logs_dropped": self.logs_dropped,
         }
+        if include_logs:
+            data["logs"] = self.logs or []
         if include_args:
             data["args"] = self.args
             data["kwargs"] = self.kwargs
@@ -159,4 +252,8 @@ class TaskRecord:
             rerunnable=bool(data.get("rerunnable")),
             sealed_args=_text(data.get("sealed_args")),
             late_of=_text(data.get("late_of")),
+            logs=_logs(data.get("logs")),
+            logs_dropped=_count(data.get("logs_dropped")),
+            progress=_progress(data.get("progress")),
+            tags=_tags(data.get("tags")),
         )

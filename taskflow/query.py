@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from taskflow.models import TaskRecord, TaskStatus
+from taskflow.models import TaskRecord, TaskStatus, check_tag
 
 #: Largest page a single query may return.
 MAX_LIMIT = 1000
@@ -94,6 +94,8 @@ class TaskQuery:
     since: datetime | None = None
     until: datetime | None = None
     cursor: Cursor | None = None
+    #: Tags every listed record carries (AND), as ``(key, value)`` pairs, sorted.
+    tags: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def build(
@@ -105,8 +107,10 @@ class TaskQuery:
         since: datetime | None = None,
         until: datetime | None = None,
         cursor: str | Cursor | None = None,
+        tags: dict[str, str] | Iterable[str] | None = None,
     ) -> TaskQuery:
-        """Validate raw filters; :class:`InvalidQuery` says what is wrong."""
+        """Validate raw filters; :class:`InvalidQuery` says what is wrong. ``tags``: a dict, or
+        ``"key:value"`` strings (as ``GET /tasks?tag=key:value``), all of which must match."""
         if status is not None and not isinstance(status, TaskStatus):
             try:
                 status = TaskStatus(status)
@@ -121,7 +125,8 @@ class TaskQuery:
             )
         if isinstance(cursor, str):
             cursor = Cursor.decode(cursor)
-        return cls(status, func_name, limit, _aware(since), _aware(until), cursor)
+        pairs = _tag_pairs(tags) if tags else ()
+        return cls(status, func_name, limit, _aware(since), _aware(until), cursor, pairs)
 
     def matches(self, record: TaskRecord) -> bool:
         if self.status is not None and record.status is not self.status:
@@ -133,6 +138,10 @@ class TaskQuery:
             return False
         if self.until is not None and ts > self.until.timestamp():
             return False
+        if self.tags:
+            held = record.tags or {}
+            if any(held.get(key) != value for key, value in self.tags):
+                return False
         return self.cursor is None or self.cursor.before(record)
 
 
@@ -182,6 +191,30 @@ def merge_pages(pages: Iterable[Page], limit: int) -> Page:
         last = page.records[-1]
         return Page(page.records, Cursor(sort_ts(last), last.task_id).encode())
     return page
+
+
+#: Most tag filters one query may combine.
+MAX_TAG_FILTERS = 8
+
+
+def _tag_pairs(tags: dict[str, str] | Iterable[str]) -> tuple[tuple[str, str], ...]:
+    if isinstance(tags, dict):
+        items = list(tags.items())
+    else:
+        items = []
+        for text in tags:
+            key, colon, value = str(text).partition(":")
+            if not colon:
+                raise InvalidQuery(f"tag {_short(str(text))!r} must be key:value", field="tag")
+            items.append((key, value))
+    if len(items) > MAX_TAG_FILTERS:
+        raise InvalidQuery(f"at most {MAX_TAG_FILTERS} tag filters", field="tag")
+    for key, value in items:
+        try:
+            check_tag(key, value)
+        except ValueError as exc:
+            raise InvalidQuery(str(exc), field="tag") from None
+    return tuple(sorted(set(items)))
 
 
 def _short(text: str, limit: int = 40) -> str:

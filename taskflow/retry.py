@@ -19,7 +19,7 @@ from taskflow.models import TaskRecord, TaskStatus
 from taskflow.persistence.store import CallSpec
 
 #: Statuses a task can be retried from.
-RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.INTERRUPTED})
+RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.INTERRUPTED, TaskStatus.CANCELLED})
 
 
 class RetryRefused(Exception):
@@ -63,8 +63,8 @@ class Retries:
             raise KeyError(task_id)
         if record.status not in RETRYABLE:
             raise RetryRefused(
-                f"task {task_id} is {record.status.value}; only failed or interrupted tasks "
-                "can be retried"
+                f"task {task_id} is {record.status.value}; only failed, interrupted or cancelled "
+                "tasks can be retried"
             )
         key = retry_key(task_id)
         earlier = await self._earlier_retry(idempotent_task_id(key))
@@ -77,7 +77,12 @@ class Retries:
             return earlier
         call = self._call(record)
         new_record, starter = self.acceptor.enqueue(
-            call.func, call.args, call.kwargs, retry_of=task_id, idempotency_key=key
+            call.func,
+            call.args,
+            call.kwargs,
+            retry_of=task_id,
+            idempotency_key=key,
+            tags=record.tags,
         )
         await starter()
         return new_record

@@ -5,6 +5,7 @@ daemon threads of the runner's own, never on the event loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -16,6 +17,14 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor, Future
 from typing import Any
 
+from taskflow.context import (
+    Notify,
+    context_of,
+    current_attempt,
+    current_task,
+    forget,
+    known_context,
+)
 from taskflow.events import EventBus, EventKind
 from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.tasks import RetryPolicy, TaskDefinition, is_async_callable
@@ -29,6 +38,7 @@ MAX_ERROR_CHARS = 2_000
 
 
 async def _call_in_thread(
+    record: TaskRecord,
     func: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -37,10 +47,62 @@ async def _call_in_thread(
     # Sync functions run in the task thread pool, never on the event loop. The pool is the
     # manager's own, so sleeping tasks cannot starve the threads FastAPI uses for sync routes.
     context = contextvars.copy_context()
-    call = functools.partial(context.run, func, *args, **kwargs)
-    result = await asyncio.get_running_loop().run_in_executor(threads, call)
+    context.run(current_attempt.set, record.attempts)
+    future = threads.submit(functools.partial(context.run, func, *args, **kwargs))
+    try:
+        result = await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        control = known_context(record)
+        if control is not None and control.cancel_requested and not future.cancelled():
+            # A thread cannot be stopped: it sees task_context().cancelled, and the task is
+            # recorded cancelled once it returns (a function not yet started never starts).
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(future)
+        raise
     if inspect.isawaitable(result):
         await result
+
+
+async def _attempt_with_timeout(
+    record: TaskRecord,
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    threads: Executor,
+    is_async: bool,
+    timeout: float,
+) -> None:
+    # The attempt runs in a task of its own, so that its deadline is told apart from a
+    # TimeoutError the function raises itself (asyncio.timeout, which can tell, is 3.11+).
+    attempt = record.attempts
+    call = (
+        func(*args, **kwargs) if is_async else _call_in_thread(record, func, args, kwargs, threads)
+    )
+    inner: asyncio.Future[Any] = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait({inner}, timeout=timeout)
+    except asyncio.CancelledError:
+        inner.cancel()  # cancelled or shut down: the attempt goes with it
+        await asyncio.wait({inner})
+        raise
+    if done:
+        inner.result()  # the attempt's own outcome (its exception, if any)
+        return
+    # An async attempt is cancelled at the deadline; a sync one's thread cannot be, so it is
+    # asked to stop (task_context().cancelled) and the attempt fails now.
+    context_of(record).expired_attempts.add(attempt)
+    inner.cancel()
+    await asyncio.wait({inner})
+    raise AttemptTimedOut(attempt, timeout)
+
+
+class AttemptTimedOut(TimeoutError):
+    """An attempt ran longer than its task's ``timeout``: it fails (and may be retried)."""
+
+    def __init__(self, attempt: int, timeout: float) -> None:
+        super().__init__(f"attempt {attempt} ran longer than its timeout of {timeout:g} s")
+        self.attempt = attempt
+        self.timeout = timeout
 
 
 def _describe(exc: BaseException) -> str:
@@ -58,14 +120,21 @@ async def execute(
     bus: EventBus,
     threads: Executor,
     is_async: bool | None = None,
+    timeout: float | None = None,
+    notify: Notify | None = None,
 ) -> None:
     """Run ``func`` under ``policy``, keeping ``record`` current and publishing each transition.
 
-    Exceptions from the task never escape. Cancellation (shutdown) marks the record
-    ``interrupted`` and is then re-raised so the canceller sees it.
+    Exceptions from the task never escape. A record no longer pending (cancelled before it
+    started) is not run. ``timeout``: seconds each attempt may take. A cancellation asked for
+    (:meth:`Runner.cancel`) ends it ``cancelled``; any other (shutdown) marks the record
+    ``interrupted`` and is then re-raised so the canceller sees it. ``notify`` announces the
+    task's log lines and progress (``task_context()``; see :mod:`taskflow.context`).
     """
-    if is_async is None:
-        is_async = is_async_callable(func)
+    if record.status is not TaskStatus.PENDING:
+        return  # cancelled before it could start
+    is_async = is_async_callable(func) if is_async is None else is_async
+    token = current_task.set((record, notify or _announce_now(bus)))
     record.status = TaskStatus.RUNNING
     record.start_time = utcnow()
     bus.publish(EventKind.STARTED, record)
@@ -75,30 +144,77 @@ async def execute(
             try:
                 # Async functions are awaited here rather than through a helper: one coroutine
                 # frame less per task, which shows on endpoints that queue small async tasks.
-                if is_async:
+                if timeout is not None:
+                    await _attempt_with_timeout(
+                        record, func, args, kwargs, threads, is_async, timeout
+                    )
+                elif is_async:
                     await func(*args, **kwargs)
                 else:
-                    await _call_in_thread(func, args, kwargs, threads)
+                    await _call_in_thread(record, func, args, kwargs, threads)
             except (Exception, SystemExit) as exc:  # a task calling sys.exit() must not stop us
-                record.error = _describe(exc)
-                record.traceback = tb.format_exc()[-MAX_TRACEBACK_CHARS:]
-                if attempt == policy.retries:
-                    _finish(record, TaskStatus.FAILED, bus)
-                    logger.warning(
-                        "task %s (%s) failed: %s", record.task_id, record.func_name, record.error
-                    )
+                if _failed(record, exc, attempt == policy.retries, bus):
                     return
-                bus.publish(EventKind.RETRYING, record)
                 await asyncio.sleep(policy.wait_before(attempt))
             else:
-                record.error = None
-                record.traceback = None
-                _finish(record, TaskStatus.SUCCESS, bus)
+                _succeeded(record, bus)
                 return
     except asyncio.CancelledError:
+        if _cancel_requested(record):
+            _cancelled(record, bus)
+            return  # the cancellation asked for ends here: the task is over, not its canceller
         record.error = "interrupted: the instance shut down before the task finished"
         _finish(record, TaskStatus.INTERRUPTED, bus)
         raise
+    finally:
+        forget(record)
+        current_task.reset(token)
+
+
+def _failed(record: TaskRecord, exc: BaseException, last: bool, bus: EventBus) -> bool:
+    """An attempt raised: True when the task is over (cancelled, or failed for good)."""
+    if _cancel_requested(record):
+        _cancelled(record, bus)
+        return True
+    record.error = _describe(exc)
+    record.traceback = tb.format_exc()[-MAX_TRACEBACK_CHARS:]
+    if last:
+        _finish(record, TaskStatus.FAILED, bus)
+        logger.warning("task %s (%s) failed: %s", record.task_id, record.func_name, record.error)
+        return True
+    bus.publish(EventKind.RETRYING, record)
+    return False
+
+
+def _succeeded(record: TaskRecord, bus: EventBus) -> None:
+    if _cancel_requested(record):  # it returned after all (or swallowed the cancellation)
+        _cancelled(record, bus)
+        return
+    record.error = None
+    record.traceback = None
+    _finish(record, TaskStatus.SUCCESS, bus)
+
+
+def _announce_now(bus: EventBus) -> Notify:
+    """Announce changes at once, on the calling thread (execute() without a runner)."""
+
+    def notify(record: TaskRecord, delay: float, done: Callable[[], None]) -> None:
+        done()
+        if not record.status.finished:
+            bus.publish(EventKind.UPDATED, record)
+
+    return notify
+
+
+def _cancel_requested(record: TaskRecord) -> bool:
+    control = known_context(record)
+    return control is not None and control.cancel_requested
+
+
+def _cancelled(record: TaskRecord, bus: EventBus) -> None:
+    record.error = "cancelled: asked to stop while it ran"
+    record.traceback = None
+    _finish(record, TaskStatus.CANCELLED, bus)
 
 
 def _finish(record: TaskRecord, status: TaskStatus, bus: EventBus) -> None:
@@ -141,9 +257,14 @@ class Runner:
         #: Tasks start in tasks of their own only while open (not before start, not draining).
         self.open = False
         self._threads = DaemonThreadPool(max_workers)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._announce: Notify = self.announce  # one bound method, not one per task
 
     def start(self) -> None:
         """Open for work (on the manager's event loop)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         if self._threads.closed:
             self._threads = DaemonThreadPool(self.max_workers)
         if self.max_concurrency is not None:
@@ -220,7 +341,49 @@ class Runner:
             bus=self.bus,
             threads=self._threads,
             is_async=definition.is_async,
+            timeout=definition.timeout,
+            notify=self._announce,
         )
+
+    def announce(self, record: TaskRecord, delay: float, done: Callable[[], None]) -> None:
+        """Publish ``record``'s new log lines or progress (``UPDATED``) after ``delay``
+        seconds, on the event loop; callable from any thread (see :mod:`taskflow.context`)."""
+        loop = self._loop
+        if loop is None:
+            done()
+            return
+
+        def publish() -> None:
+            done()
+            if not record.status.finished:  # the FINISHED event carries the last of it
+                self.bus.publish(EventKind.UPDATED, record)
+
+        try:
+            if threading.get_ident() != self._loop_thread:
+                loop.call_soon_threadsafe(loop.call_later, delay, publish)
+            elif delay <= 0:
+                publish()
+            else:
+                loop.call_later(delay, publish)
+        except RuntimeError:  # the loop is closed: nobody listens any more
+            done()
+
+    def cancel(self, record: TaskRecord) -> None:
+        """Stop a live task of this runner: a pending one is finished ``cancelled`` now and never
+        starts; a running async one is cancelled (asyncio); a running sync one is asked to stop
+        (``task_context().cancelled``) and finished ``cancelled`` when its thread returns."""
+        if record.status.finished:
+            return
+        context_of(record).cancel_requested = True
+        if record.status is TaskStatus.PENDING:
+            record.error = "cancelled before it started"
+            forget(record)
+            _finish(record, TaskStatus.CANCELLED, self.bus)
+            return
+        for task, running in self.running.items():
+            if running is record:
+                task.cancel()
+                return
 
 
 class DaemonThreadPool(Executor):

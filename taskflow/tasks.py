@@ -45,11 +45,17 @@ class TaskDefinition:
     #: Run again (with its stored arguments) when its instance is lost, instead of ending
     #: ``interrupted``. For idempotent tasks only: the lost run may have done part of the work.
     requeue_on_interrupt: bool = False
+    #: Seconds each attempt may run (``None``: no limit). An attempt that runs out fails with
+    #: :class:`~taskflow.runner.AttemptTimedOut` and counts toward the retries; a sync attempt's
+    #: thread cannot be stopped, only asked to (``task_context().cancelled``).
+    timeout: float | None = None
     #: ``func`` is a coroutine function (it runs on the event loop, not in a thread). Worked out
     #: once here: inspecting the function on every run cost more than the rest of starting it.
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, got {self.timeout!r}")
         object.__setattr__(self, "is_async", is_async_callable(self.func))
 
 

@@ -19,6 +19,12 @@ from taskflow.backends.codec import RecordCodec
 from taskflow.models import TaskRecord
 from taskflow.query import Page, TaskQuery
 
+#: Seconds a cancellation request is kept in the backend: the instance running the task reads
+#: it within a second; the rest of the time covers an instance that was briefly cut off.
+CANCEL_REQUEST_TTL = 3600.0
+#: Most cancellation requests one :meth:`ClusterBackend.cancel_requests` call returns.
+CANCEL_BATCH = 1000
+
 
 class BackendError(RuntimeError):
     """The backend could not be reached or answered with something it should not have."""
@@ -176,6 +182,29 @@ class ClusterBackend(ABC):
         Returns that existing record instead (and stores nothing), or ``None`` when ``record``
         was stored. The check and the write are one atomic operation, so of several callers
         with the same id at once exactly one gets ``None``.
+        """
+
+    # -- cancellation requests, read by whichever instance runs the task --------------------
+
+    @abstractmethod
+    async def request_cancel(self, task_id: str) -> None:
+        """Ask for task ``task_id`` to be cancelled by the instance that runs it.
+
+        Appends to an ordered log of requests that every instance reads with
+        :meth:`cancel_requests`; requests older than :data:`CANCEL_REQUEST_TTL` are removed by
+        the backend (a TTL, a trimmed stream or pruned on the next request), so the log stays
+        bounded. Not idempotent: asking twice appends twice (harmless to readers).
+        """
+
+    @abstractmethod
+    async def cancel_requests(self, after: str | None) -> tuple[list[str], str]:
+        """Task ids whose cancellation was requested after position ``after``, oldest first
+        (at most :data:`CANCEL_BATCH`), and the position to read on from.
+
+        ``after=None`` returns no ids, only the current position: a reader starts from "now".
+        Positions are opaque strings of this backend, ordered; a reader that keeps passing the
+        position it got back sees every request once, in order, unless it fell more than
+        :data:`CANCEL_REQUEST_TTL` behind.
         """
 
     # -- dashboard sessions ended by a logout, shared so that every instance refuses them -----

@@ -59,7 +59,11 @@ def safe_record(record: TaskRecord) -> TaskRecord:
     }
     args = storable(record.args) if record.args is not None else None
     kwargs = storable(record.kwargs) if record.kwargs is not None else None
-    return dataclasses.replace(record, **texts, args=args, kwargs=kwargs)
+    logs = storable(record.logs) if record.logs is not None else None
+    progress = storable(record.progress) if record.progress is not None else None
+    return dataclasses.replace(
+        record, **texts, args=args, kwargs=kwargs, logs=logs, progress=progress
+    )
 
 
 class RecordCodec:

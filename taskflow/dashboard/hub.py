@@ -151,7 +151,13 @@ class StreamHub:
 
     def _remember(self, record: TaskRecord) -> bool:
         """Note the status sent for this id; False when exactly that was already sent."""
+        # Status, progress and log count: another instance's task that reports progress or
+        # logs is sent again when its record changes, not only when its status does.
+        progress = record.progress
         status = record.status.value
+        if progress is not None or record.logs:
+            fraction = progress.get("fraction") if progress else None
+            status = f"{status}|{fraction}|{len(record.logs or ())}|{record.logs_dropped}"
         if self._seen.get(record.task_id) == status:
             return False
         self._seen[record.task_id] = status

@@ -179,10 +179,17 @@ class Persistence:
         since: datetime | None = None,
         until: datetime | None = None,
         cursor: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> list[TaskRecord]:
         """History as a plain call, newest first (see :meth:`History.query`)."""
         query = TaskQuery.build(
-            status=status, func_name=func_name, limit=limit, since=since, until=until, cursor=cursor
+            status=status,
+            func_name=func_name,
+            limit=limit,
+            since=since,
+            until=until,
+            cursor=cursor,
+            tags=tags,
         )
         return self.history.query(query).records
 

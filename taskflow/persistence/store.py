@@ -227,6 +227,11 @@ class TaskStore:
     def live(self) -> list[TaskRecord]:
         return list(self._live.values())
 
+    @property
+    def has_live(self) -> bool:
+        """Some record is pending or running here."""
+        return bool(self._live)
+
     def unflushed(self) -> list[TaskRecord]:
         return list(self._unflushed.values())
 
@@ -255,7 +260,10 @@ class TaskStore:
 
 
 def _text_bytes(record: TaskRecord) -> int:
-    return len(record.error or "") + len(record.traceback or "")
+    size = len(record.error or "") + len(record.traceback or "")
+    if record.logs:  # bounded per task (taskflow.context): counted as stored
+        size += len(orjson.dumps(record.logs))
+    return size
 
 
 def _stored_args_bytes(record: TaskRecord) -> int:

@@ -1,4 +1,4 @@
-"""The JSON API under ``/tasks``: list, detail, metrics, retry."""
+"""The JSON API under ``/tasks``: list, detail, metrics, retry, cancel."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from taskflow.backends.codec import UnreadableRecord
+from taskflow.cancel import CancelRefused
 from taskflow.models import TaskRecord
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
 from taskflow.retry import RetryRefused
@@ -19,15 +20,18 @@ if TYPE_CHECKING:
     from taskflow.manager import TaskManager
 
 
-def present(manager: TaskManager, record: TaskRecord) -> dict[str, Any]:
+def present(
+    manager: TaskManager, record: TaskRecord, *, include_logs: bool = True
+) -> dict[str, Any]:
     """A record as the API and the dashboard stream show it: arguments only with
-    ``display_func_args``, and ``retryable``: whether a retry from any instance would run."""
-    data = record.to_dict(include_args=manager.display_func_args)
+    ``display_func_args``, and ``retryable``: whether a retry from any instance would run.
+    Listings leave the log lines out (``include_logs=False``; ``log_count`` stays)."""
+    data = record.to_dict(include_args=manager.display_func_args, include_logs=include_logs)
     data["retryable"] = manager.can_retry(record)
     return data
 
 
-def build_router(manager: TaskManager, root: str = "") -> APIRouter:
+def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C901 - one route each
     """The API routes; the listing is at ``root`` ("" under a prefix, "/" inside a mount)."""
     router = APIRouter(tags=["taskflow"])
 
@@ -43,6 +47,10 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
         id_contains: Annotated[
             str | None, Query(max_length=64, description="a task id or any part of one")
         ] = None,
+        tag: Annotated[
+            list[str] | None,
+            Query(description="key:value; several combine with AND", max_length=300),
+        ] = None,
     ) -> dict[str, Any]:
         try:
             query = TaskQuery.build(
@@ -52,6 +60,7 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
                 since=since,
                 until=until,
                 cursor=cursor,
+                tags=tag,
             )
         except InvalidQuery as exc:
             # Raised as FastAPI's own validation error, so the 422 body is the one the OpenAPI
@@ -60,7 +69,7 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
             raise RequestValidationError([error]) from None
         # Instance and id prefix are not indexed by the backends: a bounded scan serves them.
         page = await manager.apage(query, instance_id=instance_id, id_contains=id_contains)
-        items = [present(manager, record) for record in page.records]
+        items = [present(manager, record, include_logs=False) for record in page.records]
         return {"items": items, "next_cursor": page.next_cursor}
 
     @router.get("/metrics", summary="Counts by status and function, durations, flush health")
@@ -84,6 +93,25 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
             raise HTTPException(status_code=404, detail=f"task {task_id} not found")
         return present(manager, record)
 
+    @router.get(
+        "/{task_id}/logs",
+        summary="One task's log lines (task_log and captured logging), oldest first",
+        responses={404: {"description": "Unknown id"}},
+    )
+    async def get_logs(task_id: str) -> dict[str, Any]:
+        try:
+            record = await manager.aget(task_id)
+        except UnreadableRecord as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        if record is None:
+            raise HTTPException(status_code=404, detail=f"task {task_id} not found")
+        return {
+            "task_id": task_id,
+            "status": record.status.value,
+            "logs": record.logs or [],
+            "logs_dropped": record.logs_dropped,
+        }
+
     @router.post(
         "/{task_id}/retry",
         status_code=202,
@@ -99,5 +127,27 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
         except RetryRefused as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
         return JSONResponse({"task_id": record.task_id, "retry_of": task_id}, status_code=202)
+
+    @router.post(
+        "/{task_id}/cancel",
+        status_code=202,
+        summary="Cancel a pending or running task, wherever it runs (202: asked; the record "
+        "turns cancelled once its instance has stopped it)",
+        responses={
+            404: {"description": "Unknown id"},
+            409: {"description": "Finished already, or cannot be reached"},
+        },
+    )
+    async def cancel_task(task_id: str) -> JSONResponse:
+        try:
+            record = await manager.cancel(task_id)
+        except KeyError:
+            raise HTTPException(status_code=404, detail=f"task {task_id} not found") from None
+        except CancelRefused as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        status, owner = record.status.value, record.instance_id
+        return JSONResponse(
+            {"task_id": task_id, "status": status, "instance_id": owner}, status_code=202
+        )
 
     return router

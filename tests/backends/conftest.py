@@ -87,7 +87,7 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
     async def write_raw(task_id: str, func: str, status: str, ts: float, data: str) -> None:
         async with aiosqlite.connect(path, timeout=10) as conn:
             await conn.execute(
-                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, NULL, 'raw', ?)",
+                "INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?, NULL, 'raw', ?, NULL)",
                 (task_id, func, status, ts, ts, data),
             )
             await conn.commit()
@@ -216,7 +216,8 @@ def expected_indexes(
     expected: dict[str, dict[str, float]] = {}
     for task_id, fields in records.items():
         status, func, ts = fields["status"], fields["func_name"], float(fields["sort_ts"])
-        for name in (f"status:{status}", f"sf:{status}:{func}"):
+        tags = [f"tag:{line}" for line in fields.get("tags", "").split("\n") if line]
+        for name in (f"status:{status}", f"sf:{status}:{func}", *tags):
             expected.setdefault(f"{keys.base}idx:{name}", {})[task_id] = ts
     return expected
 

@@ -117,6 +117,7 @@ class Instance:
                 "success",
                 "failed",
                 "interrupted",
+                "cancelled",
             ):
                 body: dict[str, Any] = response.json()
                 return body

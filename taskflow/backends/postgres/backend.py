@@ -18,8 +18,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 
-from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
+from taskflow.backends.base import (
+    CANCEL_BATCH,
+    CANCEL_REQUEST_TTL,
+    BackendError,
+    HistoryCounts,
+    InstanceInfo,
+    SnapshotBackend,
+)
 from taskflow.backends.codec import KEY_HOLDER_VALUES, LIVE_VALUES, TERMINAL_VALUES, RecordCodec
 from taskflow.backends.postgres.schema import (
     SCHEMA_VERSION,
@@ -192,6 +200,7 @@ class PostgresBackend(SnapshotBackend):
             sort_ts(record),
             record.instance_id,
             data.decode(),
+            orjson.dumps(record.tags).decode() if record.tags else None,
         )
 
     async def get(self, task_id: str) -> TaskRecord | None:
@@ -299,6 +308,26 @@ class PostgresBackend(SnapshotBackend):
                 data = await conn.fetchval(self._sql.get, record.task_id)
         return None if data is None else self.codec.decode(data, record.task_id)
 
+    async def request_cancel(self, task_id: str) -> None:
+        now = time.time()
+        with self._errors("request cancel"):
+            async with self._require().acquire() as conn, conn.transaction():
+                await conn.execute(self._sql.lock_cancels)
+                await conn.execute(self._sql.prune_cancels, now - CANCEL_REQUEST_TTL)
+                await conn.execute(self._sql.request_cancel, task_id, now)
+
+    async def cancel_requests(self, after: str | None) -> tuple[list[str], str]:
+        if after is not None and not after.isdigit():
+            raise ValueError(f"not a PostgreSQL cancellation position: {after!r}")
+        with self._errors("cancel requests"):
+            pool = self._require()
+            if after is None:
+                return [], str(int(await pool.fetchval(self._sql.cancel_position)))
+            rows = await pool.fetch(self._sql.cancel_requests, int(after), CANCEL_BATCH)
+        if not rows:
+            return [], after
+        return [str(row[1]) for row in rows], str(int(rows[-1][0]))
+
     async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
         expires, now = epoch(expires_at), time.time()
         if expires <= now:
@@ -337,15 +366,18 @@ class Statements:
         tasks = f"{schema}.tasks"
         terminal, live = _sql_list(TERMINAL_VALUES), _sql_list(LIVE_VALUES)
         holders = _sql_list(KEY_HOLDER_VALUES)
-        insert = f"INSERT INTO {tasks} (task_id, func_name, status, sort_ts, instance_id, data)"
+        insert = (
+            f"INSERT INTO {tasks} (task_id, func_name, status, sort_ts, instance_id, data, tags)"
+        )
         assign = """func_name = excluded.func_name, status = excluded.status,
-            sort_ts = excluded.sort_ts, instance_id = excluded.instance_id, data = excluded.data"""
+            sort_ts = excluded.sort_ts, instance_id = excluded.instance_id, data = excluded.data,
+            tags = excluded.tags"""
         # A stale live copy never replaces a finished row, and a row another instance took
         # over (claim_live made it the owner) is not replaced by its former owner's copy (a late
         # result); the owner '' parks a task for requeue. RETURNING lists what was written.
         self.upsert = f"""{insert}
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[],
-                $6::text[])
+            SELECT i, f, s, t, o, d, g::jsonb FROM unnest($1::text[], $2::text[], $3::text[],
+                $4::float8[], $5::text[], $6::text[], $7::text[]) AS u(i, f, s, t, o, d, g)
             ON CONFLICT (task_id) DO UPDATE SET {assign}
             WHERE ({tasks}.status NOT IN {terminal} OR excluded.status IN {terminal})
               AND ({tasks}.instance_id = excluded.instance_id OR excluded.instance_id = '')
@@ -376,7 +408,7 @@ class Statements:
         # Stored unless the id's row is pending, running or succeeded: one statement, so of
         # several callers with the same id exactly one writes (the others wait on its row lock
         # and then see it). A failed or interrupted row is replaced: the key runs again.
-        self.claim_new = f"""{insert} VALUES ($1, $2, $3, $4, $5, $6)
+        self.claim_new = f"""{insert} VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
             ON CONFLICT (task_id) DO UPDATE SET {assign}
             WHERE {tasks}.status NOT IN {holders}
             RETURNING task_id"""
@@ -386,6 +418,15 @@ class Statements:
             ON CONFLICT (session_id) DO UPDATE
             SET expires_ts = greatest({sessions}.expires_ts, excluded.expires_ts)"""
         self.revoked = f"SELECT 1 FROM {sessions} WHERE session_id = $1 AND expires_ts > $2"
+        cancels = f"{schema}.cancel_requests"
+        # Writers take the table's lock in turn, so sequence numbers become visible in order and
+        # a reader past seq n never misses a smaller one committed later (requests are rare).
+        self.lock_cancels = f"LOCK TABLE {cancels} IN EXCLUSIVE MODE"
+        self.prune_cancels = f"DELETE FROM {cancels} WHERE requested_ts < $1"
+        self.request_cancel = f"INSERT INTO {cancels} (task_id, requested_ts) VALUES ($1, $2)"
+        self.cancel_position = f"SELECT coalesce(max(seq), 0) FROM {cancels}"
+        self.cancel_requests = f"""SELECT seq, task_id FROM {cancels} WHERE seq > $1
+            ORDER BY seq LIMIT $2"""
         self._tasks = tasks
 
     def select(self, query: TaskQuery, after: tuple[float, str] | None) -> tuple[str, list[Any]]:
@@ -401,6 +442,8 @@ class Statements:
             where.append(f"status = {bind(query.status.value)}")
         if query.func_name is not None:
             where.append(f"func_name = {bind(query.func_name)}")
+        if query.tags:  # the GIN index on tags serves containment
+            where.append(f"tags @> {bind(orjson.dumps(dict(query.tags)).decode())}::jsonb")
         if query.since is not None:
             where.append(f"sort_ts >= {bind(query.since.timestamp())}")
         if query.until is not None:

@@ -16,7 +16,7 @@ from taskflow.backends.base import BackendError
 from taskflow.backends.codec import LIVE_VALUES
 
 #: Schema this code reads and writes; a store with a lower version is migrated on open.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: A schema name users may give: a plain SQL identifier (it is written into the statements).
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -62,6 +62,21 @@ def migrations(schema: str) -> dict[int, tuple[str, ...]]:
             CREATE TABLE {schema}.revoked_sessions (
                 session_id text PRIMARY KEY,
                 expires_ts double precision NOT NULL
+            )
+            """,
+        ),
+        # Version 2: task control. Cancellation requests, an ordered log every instance reads
+        # from its own position (seq); tags as jsonb (NULL without tags) with a GIN index that
+        # serves ``tags @> '{"tenant": "acme"}'``. The ``cancelled`` status needs nothing:
+        # statuses are plain text and the SQL is built from the status sets.
+        1: (
+            f"ALTER TABLE {schema}.tasks ADD COLUMN tags jsonb",
+            f"CREATE INDEX tasks_by_tags ON {schema}.tasks USING gin (tags jsonb_path_ops)",
+            f"""
+            CREATE TABLE {schema}.cancel_requests (
+                seq          bigserial PRIMARY KEY,
+                task_id      text NOT NULL,
+                requested_ts double precision NOT NULL  -- pruned past CANCEL_REQUEST_TTL
             )
             """,
         ),

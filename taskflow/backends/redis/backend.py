@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,10 +22,17 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
+from taskflow.backends.base import (
+    CANCEL_BATCH,
+    CANCEL_REQUEST_TTL,
+    BackendError,
+    HistoryCounts,
+    InstanceInfo,
+    SnapshotBackend,
+)
 from taskflow.backends.codec import RecordCodec
 from taskflow.backends.redis import scripts
-from taskflow.backends.redis.keys import DEFAULT_PREFIX, RedisKeys
+from taskflow.backends.redis.keys import CANCEL_STREAM_MAXLEN, DEFAULT_PREFIX, RedisKeys
 from taskflow.backends.redis.pack import with_hiredis_packing
 from taskflow.backends.redis.stream import call_streamed
 from taskflow.backends.urls import mask_url
@@ -196,11 +203,12 @@ class RedisBackend(SnapshotBackend):
         return reply
 
     def _save_args(self, records: Sequence[TaskRecord], mode: str = "") -> list[Any]:
-        args: list[Any] = [*self.keys.script_prefixes, mode]
+        args: list[Any] = [*self.keys.script_prefixes, mode, self.keys.tag_prefix]
         encode = self.codec.encode
         for record in records:
             r, data = encode(record)  # values orjson refuses are made safe: hiredis's too
-            args += (r.task_id, r.status.value, r.func_name, sort_ts(r), r.instance_id, data)
+            tags = "\n".join(f"{k}:{v}" for k, v in sorted(r.tags.items())) if r.tags else ""
+            args += (r.task_id, r.status.value, r.func_name, sort_ts(r), r.instance_id, data, tags)
         return args
 
     # -- the cluster (see SnapshotBackend) --------------------------------------------------
@@ -255,14 +263,56 @@ class RedisBackend(SnapshotBackend):
             return self.codec.decode(result[1], record.task_id)
         return None
 
+    async def request_cancel(self, task_id: str) -> None:
+        # Trimmed by length (approximately, which is cheap) and by age (MINID): whichever
+        # removes more. Entry ids are the server's milliseconds, so age needs no clock here.
+        with self._errors("request cancel"):
+            client = self._require()
+            await client.xadd(
+                self.keys.cancels, {"task": task_id}, maxlen=CANCEL_STREAM_MAXLEN, approximate=True
+            )
+            last = await client.xrevrange(self.keys.cancels, count=1)
+            if last:
+                newest_ms = int(str(last[0][0]).split("-")[0])
+                oldest_kept = newest_ms - int(CANCEL_REQUEST_TTL * 1000)
+                await client.xtrim(self.keys.cancels, minid=oldest_kept, approximate=True)
+
+    async def cancel_requests(self, after: str | None) -> tuple[list[str], str]:
+        with self._errors("cancel requests"):
+            client = self._require()
+            if after is None:
+                last = await client.xrevrange(self.keys.cancels, count=1)
+                return [], str(last[0][0]) if last else "0-0"
+            entries = await client.xrange(self.keys.cancels, min=f"({after}", count=CANCEL_BATCH)
+        if not entries:
+            return [], after
+        ids = [str((fields or {}).get("task", "")) for _, fields in entries]
+        return [i for i in ids if i], str(entries[-1][0])
+
     async def get(self, task_id: str) -> TaskRecord | None:
         with self._errors("get"):
             data = await self._require().hget(self.keys.task(task_id), "data")
         return None if data is None else self.codec.decode_or_raise(data, task_id)
 
     async def query(self, query: TaskQuery) -> Page:
+        if query.tags:
+            return make_page(await self._tagged(query), query.limit)
         indexes = self.keys.indexes(query.status, query.func_name)
         return make_page(await self._collect(indexes, query, query.limit + 1), query.limit)
+
+    async def _tagged(self, query: TaskQuery) -> list[TaskRecord]:
+        # The smallest of the tags' sorted sets, walked in order; the other filters (status,
+        # function, the other tags) are checked on each record read.
+        keys = [self.keys.tag(key, value) for key, value in query.tags]
+        with self._errors("query"):
+            async with self._require().pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.zcard(key)
+                sizes = await pipe.execute()
+        if not all(sizes):
+            return []
+        smallest = min(zip(sizes, keys, strict=True))[1]
+        return await self._collect([smallest], query, query.limit + 1, keep=query.matches)
 
     async def load_recent(self, limit: int) -> list[TaskRecord]:
         await self._check_layout()  # startup reads this first
@@ -275,7 +325,13 @@ class RedisBackend(SnapshotBackend):
         if older_than is None and keep is None:
             return 0
         below = "" if older_than is None else repr(epoch(older_than))
-        args = [*self.keys.script_prefixes, below, "" if keep is None else keep, PRUNE_CHUNK]
+        args = [
+            *self.keys.script_prefixes,
+            below,
+            "" if keep is None else keep,
+            PRUNE_CHUNK,
+            self.keys.tag_prefix,
+        ]
         keys = [*self.keys.finished_indexes(), *self.keys.script_keys]
         removed = 0
         while True:
@@ -311,7 +367,13 @@ class RedisBackend(SnapshotBackend):
             {f: n for f, n in by_func.items() if n},
         )
 
-    async def _collect(self, indexes: list[str], query: TaskQuery, want: int) -> list[TaskRecord]:
+    async def _collect(
+        self,
+        indexes: list[str],
+        query: TaskQuery,
+        want: int,
+        keep: Callable[[TaskRecord], bool] | None = None,
+    ) -> list[TaskRecord]:
         # Malformed or missing records are skipped; when that leaves a batch short, continue
         # after the last member read so a page still holds `want` records when that many exist.
         high = "+inf" if query.until is None else repr(query.until.timestamp())
@@ -332,7 +394,7 @@ class RedisBackend(SnapshotBackend):
                     logger.warning("skipping task %s: indexed but not stored", task_id)
                     continue
                 record = self.codec.decode(data, task_id)
-                if record is not None:
+                if record is not None and (keep is None or keep(record)):
                     records.append(record)
             if len(flat) < 3 * batch:
                 break

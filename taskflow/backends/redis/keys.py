@@ -25,6 +25,10 @@ IDX_STATUS = "idx:status:"
 #: sets, and retention walks the finished statuses' sets (layout 2; layout 1 also kept sets of
 #: all records, of finished ones and per function: 30% of a large save's script time).
 IDX_STATUS_FUNC = "idx:sf:"
+#: Sorted set per tag, ``idx:tag:<key>:<value>``, scored by sort time: the records carrying it
+#: (maintained by the save and prune scripts; a record's tags are in its hash's ``tags`` field,
+#: one ``key:value`` per line).
+IDX_TAG = "idx:tag:"
 #: What layout 1 had besides: removed when a backend opens on such data.
 LAYOUT1_ALL, LAYOUT1_DONE, LAYOUT1_FUNC = "idx:all", "idx:done", "idx:func:"
 #: Set of the function names that have records, so counts and retention find ``idx:func:*``.
@@ -41,6 +45,12 @@ HEARTBEATS = "heartbeats"
 #: String per dashboard session ended by a logout, ``revoked:<session id>``, with a TTL that
 #: ends when the session would have expired anyway: Redis drops it itself, nothing prunes.
 REVOKED = "revoked:"
+#: Stream of cancellation requests (field ``task``): every instance reads it from its own
+#: position; trimmed to about :data:`CANCEL_STREAM_MAXLEN` entries on each request.
+CANCELS = "cancels"
+#: Entries the cancellation stream keeps at least (``XADD ... MAXLEN ~``): far more than arrive
+#: within CANCEL_REQUEST_TTL in any deployment we know, and a few hundred KiB at most.
+CANCEL_STREAM_MAXLEN = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,14 @@ class RedisKeys:
         statuses = list(TaskStatus) if status is None else [status]
         return [self.index(s, func_name) for s in statuses]
 
+    def tag(self, key: str, value: str) -> str:
+        """The sorted set of the records tagged ``key: value``."""
+        return f"{self.base}{IDX_TAG}{key}:{value}"
+
+    @property
+    def tag_prefix(self) -> str:
+        return self.base + IDX_TAG
+
     def finished_indexes(self) -> list[str]:
         """The status sets of the finished records (what retention walks)."""
         return [self.index(s) for s in TaskStatus if s.finished]
@@ -105,6 +123,10 @@ class RedisKeys:
 
     def revoked(self, session_id: str) -> str:
         return self.base + REVOKED + session_id
+
+    @property
+    def cancels(self) -> str:
+        return self.base + CANCELS
 
     @property
     def script_keys(self) -> list[str]:

@@ -23,17 +23,18 @@ def _lua_list(values: tuple[str, ...]) -> str:
 
 
 #: KEYS: RedisKeys.script_keys (funcs, owners). ARGV: RedisKeys.script_prefixes (task:,
-#: idx:status:, idx:sf:, live:), a mode, then 6 values per record (id, status, function, sort
-#: time, owner instance, JSON data). Modes: "" saves (a stored finished record is never replaced
-#: by a live copy, nor a record another instance took over by its former owner's copy) and
-#: returns the ids refused for that; "claim" saves one record unless
+#: idx:status:, idx:sf:, live:), a mode, the tag index prefix (idx:tag:), then 7 values per
+#: record (id, status, function, sort time, owner instance, JSON data, tags: one key:value per
+#: line, "" for none; each tag's sorted set lists the record). Modes: "" saves (a stored
+#: finished record is never replaced by a live copy, nor a record another instance took over
+#: by its former owner's copy) and returns the ids refused for that; "claim" saves one record unless
 #: its id is stored as pending, running or success, and then returns {"exists", data} instead;
 #: "force" saves whatever is stored. Live records are also members of live:<owner>, whose
 #: owners are members of KEYS[2].
 SAVE = (
     """
 local task_p, status_p, sf_p, live_p = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local mode, FIRST, W = ARGV[5], 6, 6
+local mode, tag_p, FIRST, W = ARGV[5], ARGV[6], 7, 7
 local terminal, statuses, holders = __TERMINAL__, __STATUSES__, __KEY_HOLDERS__
 if mode == 'claim' then
   local id = ARGV[FIRST]
@@ -87,6 +88,7 @@ for _, id in ipairs(ids) do
     end
     if old_owner[id] then expected[live_p .. old_owner[id]] = 'set' end
     if not terminal[st] then expected[live_p .. owner] = 'set' end
+    for tag in string.gmatch(ARGV[i + 6], '[^\\n]+') do expected[tag_p .. tag] = 'zset' end
   end
 end
 for key, kind in pairs(expected) do
@@ -136,6 +138,10 @@ for _, id in ipairs(ids) do
     end
     redis.call('HSET', task_p .. id, 'data', ARGV[i + 5], 'status', st, 'func_name', fn,
       'sort_ts', ts, 'owner', owner)
+    if ARGV[i + 6] ~= '' then
+      redis.call('HSET', task_p .. id, 'tags', ARGV[i + 6])
+      for tag in string.gmatch(ARGV[i + 6], '[^\\n]+') do add(tag_p .. tag, ts, id) end
+    end
     add(status_p .. st, ts, id)
     add(sf_p .. st .. ':' .. fn, ts, id)
     if not terminal[st] then add(live_p .. owner, false, id) end
@@ -250,14 +256,15 @@ end
 return out
 """
 
-#: KEYS: the finished statuses' indexes, then RedisKeys.script_keys (funcs, owners). ARGV:
+#: KEYS: the finished statuses' indexes, then RedisKeys.script_keys (funcs, owners). ARGV (the
+#: tag index prefix last, whose sets lose the removed records too):
 #: RedisKeys.script_prefixes, the score finished records must be below to go ("" for no age
 #: limit), how many finished records to keep ("" for no count limit) and the most to remove in
 #: this call. Removes the oldest finished records first, each with every index entry naming
 #: it. Returns how many it removed.
 PRUNE = """
 local task_p, status_p, sf_p = ARGV[1], ARGV[2], ARGV[3]
-local below, keep, chunk = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local below, keep, chunk, tag_p = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local statuses = __STATUSES__
 local done = {}
 for k = 1, #KEYS - 2 do done[k] = KEYS[k] end
@@ -280,15 +287,19 @@ table.sort(found, function(a, b)
   if a[2] ~= b[2] then return a[2] < b[2] end
   return a[1] < b[1]
 end)
-local ids, fns = {}, {}
+local ids, fns, tags = {}, {}, {}
 for i = 1, math.min(n, #found) do
   ids[i] = found[i][1]
-  fns[i] = redis.call('HGET', task_p .. ids[i], 'func_name')
+  local got = redis.call('HMGET', task_p .. ids[i], 'func_name', 'tags')
+  fns[i], tags[i] = got[1], got[2]
 end
 local gone = {}
 for i, id in ipairs(ids) do
   local fn = fns[i]
   redis.call('DEL', task_p .. id)
+  if tags[i] then
+    for tag in string.gmatch(tags[i], '[^\\n]+') do redis.call('ZREM', tag_p .. tag, id) end
+  end
   for _, st in ipairs(statuses) do
     redis.call('ZREM', status_p .. st, id)
     if fn then redis.call('ZREM', sf_p .. st .. ':' .. fn, id) end

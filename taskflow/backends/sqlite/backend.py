@@ -277,6 +277,17 @@ class SqliteBackend(SnapshotBackend):
             "claim new", lambda c: cluster.claim_new(c, self.codec, record), write=True
         )
 
+    async def request_cancel(self, task_id: str) -> None:
+        now = time.time()
+        await self._run(
+            "request cancel", lambda c: cluster.request_cancel(c, task_id, now), write=True
+        )
+
+    async def cancel_requests(self, after: str | None) -> tuple[list[str], str]:
+        if after is not None and not after.isdigit():
+            raise ValueError(f"not a SQLite cancellation position: {after!r}")
+        return await self._run("cancel requests", lambda c: cluster.cancel_requests(c, after))
+
     async def pragmas(self) -> dict[str, Any]:
         """This connection's effective settings (journal mode, busy timeout...), for diagnostics."""
         names = (

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import aiosqlite
 
-from taskflow.backends.base import InstanceInfo
+from taskflow.backends.base import CANCEL_BATCH, CANCEL_REQUEST_TTL, InstanceInfo
 from taskflow.backends.codec import RecordCodec
 from taskflow.backends.sqlite.sql import (
     KEY_HOLDERS_SQL,
@@ -96,3 +96,28 @@ async def claim_new(
     # A failed or interrupted record under this id is replaced: the key runs again.
     await conn.execute(f"INSERT OR REPLACE {TASK_INSERT}", task_row(codec, record))
     return None
+
+
+async def request_cancel(conn: aiosqlite.Connection, task_id: str, now: float) -> None:
+    await conn.execute(
+        "DELETE FROM cancel_requests WHERE requested_ts < ?", (now - CANCEL_REQUEST_TTL,)
+    )
+    await conn.execute(
+        "INSERT INTO cancel_requests (task_id, requested_ts) VALUES (?, ?)", (task_id, now)
+    )
+
+
+async def cancel_requests(conn: aiosqlite.Connection, after: str | None) -> tuple[list[str], str]:
+    if after is None:
+        sql = "SELECT coalesce(max(seq), 0) FROM cancel_requests"
+        rows = list(await conn.execute_fetchall(sql))
+        return [], str(int(rows[0][0]))
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT seq, task_id FROM cancel_requests WHERE seq > ? ORDER BY seq LIMIT ?",
+            (int(after), CANCEL_BATCH),
+        )
+    )
+    if not rows:
+        return [], after
+    return [str(row[1]) for row in rows], str(int(rows[-1][0]))

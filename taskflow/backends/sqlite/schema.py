@@ -13,7 +13,7 @@ from taskflow.backends.base import BackendError
 from taskflow.backends.sqlite.sql import LIVE_SQL
 
 #: Schema this code reads and writes; files with a lower version are migrated on open.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Stored in the file header (``PRAGMA application_id``): the bytes "TFK1".
 APPLICATION_ID = 0x54464B31
 
@@ -27,6 +27,7 @@ TASK_COLUMNS = (
     "end_ts",
     "instance_id",
     "data",
+    "tags",
 )
 
 _CREATE_V1 = (
@@ -80,11 +81,59 @@ _CREATE_V3 = (
     """,
 )
 
+# Version 4: task control. Cancellation requests, an ordered log every instance reads from its
+# own position (seq; AUTOINCREMENT so that a seq is never reused once pruned rows are gone).
+# Tags: a ``tags`` column (JSON, NULL without tags, so the triggers cost untagged rows one NULL
+# test) and one ``task_tags`` row per tag and task, kept in step with the tasks table by
+# triggers (its sort time included, for listings by tag in order). The ``cancelled`` status
+# needs no change: statuses are plain text, and the SQL is built from the status sets.
+_CREATE_V4 = (
+    """
+    CREATE TABLE IF NOT EXISTS cancel_requests (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        task_id      TEXT NOT NULL,
+        requested_ts REAL NOT NULL  -- epoch seconds; rows past CANCEL_REQUEST_TTL are pruned
+    )
+    """,
+    "ALTER TABLE tasks ADD COLUMN tags TEXT",
+    """
+    CREATE TABLE IF NOT EXISTS task_tags (
+        tag     TEXT NOT NULL,  -- key:value
+        task_id TEXT NOT NULL,
+        sort_ts REAL NOT NULL,  -- the task's sort_ts
+        PRIMARY KEY (tag, task_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX IF NOT EXISTS task_tags_by_time ON task_tags (tag, sort_ts, task_id)",
+    """
+    CREATE TRIGGER IF NOT EXISTS task_tags_insert AFTER INSERT ON tasks
+    WHEN NEW.tags IS NOT NULL BEGIN
+        INSERT OR REPLACE INTO task_tags (tag, task_id, sort_ts)
+        SELECT key || ':' || value, NEW.task_id, NEW.sort_ts FROM json_each(NEW.tags);
+    END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS task_tags_update AFTER UPDATE OF sort_ts, tags ON tasks
+    WHEN NEW.tags IS NOT NULL OR OLD.tags IS NOT NULL BEGIN
+        DELETE FROM task_tags WHERE task_id = OLD.task_id;
+        INSERT OR REPLACE INTO task_tags (tag, task_id, sort_ts)
+        SELECT key || ':' || value, NEW.task_id, NEW.sort_ts FROM json_each(NEW.tags);
+    END
+    """,
+    """
+    CREATE TRIGGER IF NOT EXISTS task_tags_delete AFTER DELETE ON tasks
+    WHEN OLD.tags IS NOT NULL BEGIN
+        DELETE FROM task_tags WHERE task_id = OLD.task_id;
+    END
+    """,
+)
+
 #: Statements that take a file from version ``n`` (the key) to ``n + 1``.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: _CREATE_V1,
     1: _CREATE_V2,
     2: _CREATE_V3,
+    3: _CREATE_V4,
 }
 
 

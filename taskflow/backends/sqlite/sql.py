@@ -6,6 +6,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from taskflow.backends.codec import KEY_HOLDER_VALUES, LIVE_VALUES, TERMINAL_VALUES, RecordCodec
 from taskflow.models import TaskRecord
 from taskflow.query import TaskQuery, sort_ts
@@ -23,8 +25,8 @@ KEY_HOLDERS_SQL = sql_list(KEY_HOLDER_VALUES)
 
 #: The INTO ... VALUES part of every insert of a row built by :func:`task_row`.
 TASK_INSERT = """INTO tasks
-    (task_id, func_name, status, sort_ts, created_ts, end_ts, instance_id, data)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+    (task_id, func_name, status, sort_ts, created_ts, end_ts, instance_id, data, tags)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 
 # A stale live copy (pending/running) never replaces a finished row, and a row another instance
 # took over (claim_live made it its owner) is not replaced by its former owner's copy (a late
@@ -34,7 +36,7 @@ UPSERT = f"""
     ON CONFLICT (task_id) DO UPDATE SET
         func_name = excluded.func_name, status = excluded.status, sort_ts = excluded.sort_ts,
         created_ts = excluded.created_ts, end_ts = excluded.end_ts,
-        instance_id = excluded.instance_id, data = excluded.data
+        instance_id = excluded.instance_id, data = excluded.data, tags = excluded.tags
     WHERE (tasks.status NOT IN ({_TERMINAL}) OR excluded.status IN ({_TERMINAL}))
         AND (tasks.instance_id = excluded.instance_id OR excluded.instance_id = '')
 """
@@ -66,29 +68,45 @@ def select_sql(query: TaskQuery, after: tuple[float, str] | None = None) -> tupl
     """The SELECT serving ``query``, newest first; its LIMIT value (the last ``?``) is not bound.
 
     ``after`` is a (sort_ts, task_id) position to continue strictly after. Every combination of
-    filters is served by one index of the schema, walked in order (no sort step).
+    filters is served by one index of the schema, walked in order (no sort step); with tags,
+    the first tag's range of ``task_tags`` is walked in order and the rest are checked per row.
     """
     where: list[str] = []
     params: list[Any] = []
+    # With tags, the listing order comes from task_tags (t), joined to its tasks rows.
+    order_of = "t." if query.tags else ""
+    if query.tags:
+        (key, value), *others = query.tags
+        where.append("t.tag = ?")
+        params.append(f"{key}:{value}")
+        for key, value in others:
+            where.append(
+                "EXISTS (SELECT 1 FROM task_tags o WHERE o.tag = ? AND o.task_id = t.task_id)"
+            )
+            params.append(f"{key}:{value}")
     if query.status is not None:
-        where.append("status = ?")
+        where.append("tasks.status = ?")
         params.append(query.status.value)
     if query.func_name is not None:
-        where.append("func_name = ?")
+        where.append("tasks.func_name = ?")
         params.append(query.func_name)
     if query.since is not None:
-        where.append("sort_ts >= ?")
+        where.append(f"{order_of}sort_ts >= ?")
         params.append(query.since.timestamp())
     if query.until is not None:
-        where.append("sort_ts <= ?")
+        where.append(f"{order_of}sort_ts <= ?")
         params.append(query.until.timestamp())
     cursor = (query.cursor.sort_ts, query.cursor.task_id) if query.cursor else None
     for position in (cursor, after):
         if position is not None:
-            where.append("(sort_ts, task_id) < (?, ?)")
+            where.append(f"({order_of}sort_ts, {order_of}task_id) < (?, ?)")
             params.extend(position)
     filters = f" WHERE {' AND '.join(where)}" if where else ""
-    order = "ORDER BY sort_ts DESC, task_id DESC LIMIT ?"
+    order = f"ORDER BY {order_of}sort_ts DESC, {order_of}task_id DESC LIMIT ?"
+    if query.tags:
+        columns = "CAST(tasks.task_id AS BLOB), CAST(tasks.data AS BLOB), t.sort_ts"
+        source = "task_tags t JOIN tasks ON tasks.task_id = t.task_id"
+        return f"SELECT {columns} FROM {source}{filters} {order}", params
     return f"SELECT {READ_COLUMNS}, sort_ts FROM tasks{filters} {order}", params
 
 
@@ -105,6 +123,7 @@ def task_row(codec: RecordCodec, record: TaskRecord) -> tuple[Any, ...]:
         end.timestamp() if end is not None else None,
         record.instance_id,
         data.decode(),
+        orjson.dumps(record.tags).decode() if record.tags else None,
     )
 
 

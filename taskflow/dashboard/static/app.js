@@ -12,14 +12,17 @@
   const BASE = meta("taskflow-base");
   const CSRF = meta("taskflow-csrf");
   const AUTH = meta("taskflow-auth") === "on";
-  const STATUSES = ["pending", "running", "success", "failed", "interrupted"];
-  const TERMINAL = new Set(["success", "failed", "interrupted"]);
+  const STATUSES = ["pending", "running", "success", "failed", "interrupted", "cancelled"];
+  const TERMINAL = new Set(["success", "failed", "interrupted", "cancelled"]);
   const STATUS_LABEL = {
     pending: "Pending", running: "Running", success: "Succeeded", failed: "Failed", interrupted: "Interrupted",
+    cancelled: "Cancelled",
   };
+  // Task controls (cancel...) live in control.js; it is handed what it needs here.
+  const controls = window.taskflowControls || { row() {}, detail() {} };
 
   const state = {
-    filters: { status: "", func: "", instance: "", id: "" },
+    filters: { status: "", func: "", instance: "", id: "", tags: [] },
     pageSize: 50,
     cursors: [null], // cursors[n] opens page n
     page: 0,
@@ -128,6 +131,7 @@
     if (f.func) params.set("func_name", f.func);
     if (f.instance) params.set("instance_id", f.instance);
     if (f.id) params.set("id_contains", f.id);
+    for (const tag of f.tags) params.append("tag", tag);
     if (cursor) params.set("cursor", cursor);
     return `?${params}`;
   }
@@ -135,7 +139,8 @@
   function matches(rec) {
     const f = state.filters;
     return (!f.status || rec.status === f.status) && (!f.func || rec.func_name === f.func)
-      && (!f.instance || rec.instance_id === f.instance) && (!f.id || rec.task_id.includes(f.id));
+      && (!f.instance || rec.instance_id === f.instance) && (!f.id || rec.task_id.includes(f.id))
+      && f.tags.every((tag) => { const at = tag.indexOf(":"); return (rec.tags || {})[tag.slice(0, at)] === tag.slice(at + 1); });
   }
 
   let loadSeq = 0;
@@ -262,6 +267,7 @@
       h("td", { class: "num", text: String(rec.attempts) }),
       h("td", { class: "err", title: rec.error || null, text: firstLine(rec.error) }),
     );
+    controls.row(rec, tr, ui);
     tr.className = state.selected === rec.task_id ? "selected" : "";
     if (row.flash) {
       tr.classList.add("flash");
@@ -318,6 +324,7 @@
     for (const row of state.rows.values()) row.tr?.classList.toggle("selected", row.rec.task_id === id);
     $("detail").hidden = false;
     $("retry").hidden = true;
+    $("cancel").hidden = true;
     $("detail-body").replaceChildren(h("p", { class: "muted", text: "Loading…" }));
     const response = await api(`/${encodeURIComponent(id)}`);
     if (state.selected !== id) return;
@@ -377,6 +384,7 @@
     retry.hidden = !rec.retryable;
     retry.disabled = false;
     retry.dataset.id = rec.task_id;
+    controls.detail(rec, $("detail-body"), ui);
   }
 
   async function retrySelected() {
@@ -515,6 +523,7 @@
       func: $("f-func").value,
       instance: $("f-instance").value.trim(),
       id: $("f-id").value.trim().toLowerCase(),
+      tags: $("f-tag").value.split(",").map((tag) => tag.trim()).filter(Boolean),
     };
     resetPaging();
     loadPage();
@@ -526,9 +535,10 @@
     $("f-func").addEventListener("change", readFilters);
     $("f-instance").addEventListener("input", typed);
     $("f-id").addEventListener("input", typed);
+    $("f-tag").addEventListener("input", typed);
     $("filters").addEventListener("submit", (event) => { event.preventDefault(); readFilters(); });
     $("f-clear").addEventListener("click", () => {
-      for (const id of ["f-status", "f-func", "f-instance", "f-id"]) $(id).value = "";
+      for (const id of ["f-status", "f-func", "f-instance", "f-id", "f-tag"]) $(id).value = "";
       readFilters();
     });
     $("page-size").addEventListener("change", () => {
@@ -570,6 +580,8 @@
     setInterval(tickRunning, 1000);
   }
 
+  const ui = { api, toast, detailOf, h, shortId, openDetail, renderDetail, fmtTime, selected: () => state.selected };
+  controls.wire?.(ui);
   wire();
   refresh();
   connect();

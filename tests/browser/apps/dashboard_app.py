@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import BackgroundTasks, Body, FastAPI, HTTPException
 
-from taskflow import TaskAdmin, TaskManager
+from taskflow import TaskAdmin, TaskManager, task_context, task_log
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
 
@@ -62,8 +62,32 @@ def explode(reason: str) -> None:
     raise RuntimeError(reason)
 
 
+@task_manager.task()
+async def crunch_numbers(steps: int = 10, delay: float = 0.3) -> None:
+    """Logs a line and reports progress at every step (the Logs tab and the progress bars)."""
+    for step in range(1, steps + 1):
+        await asyncio.sleep(delay)
+        task_log(f"step {step} done", level="warning" if step % 5 == 0 else "info", step=step)
+        task_context().progress(step / steps, f"step {step} of {steps}")
+
+
+@task_manager.task()
+def say(message: str) -> None:
+    task_log(message, level="error", echo=message)
+    task_context().progress(0.5, message)
+
+
 TASKS = {
-    f.__name__: f for f in (send_welcome_email, charge_card, generate_report, resize_image, explode)
+    f.__name__: f
+    for f in (
+        say,
+        send_welcome_email,
+        charge_card,
+        generate_report,
+        resize_image,
+        explode,
+        crunch_numbers,
+    )
 }
 
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from fastapi import BackgroundTasks, FastAPI
 
-from taskflow import TaskAdmin, TaskManager
+from taskflow import TaskAdmin, TaskManager, task_context
 from taskflow.backends import SnapshotBackend, backend_from_url
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
@@ -65,6 +65,22 @@ async def sleep_async(seconds: float) -> None:
 def enqueue_sleep(background_tasks: BackgroundTasks, seconds: float = 1.0, sync: bool = True):
     func = sleep_sync if sync else sleep_async
     return {"task_id": background_tasks.add_task(func, seconds)}
+
+
+@task_manager.task()
+def patient_sync(seconds: float) -> str:
+    """A sync task that checks its cancellation flag every 10 ms, as long-running ones should."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if task_context().cancelled:
+            return "stopped"
+        time.sleep(0.01)
+    return "done"
+
+
+@app.post("/patient")
+def enqueue_patient(background_tasks: BackgroundTasks, seconds: float = 30.0):
+    return {"task_id": background_tasks.add_task(patient_sync, seconds)}
 
 
 @app.post("/burst")
