@@ -32,12 +32,19 @@ from taskflow.cluster import (
 )
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
-from taskflow.models import TaskRecord, TaskStatus
+from taskflow.models import TERMINAL_STATUSES, TaskRecord, TaskStatus
 from taskflow.persistence import Persistence
+from taskflow.persistence.bulk import DEFAULT_PURGE_LIMIT, MAX_PURGE_LIMIT, PurgeResult
 from taskflow.persistence.history import Counts, ExtraFilter
 from taskflow.persistence.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
-from taskflow.query import Page, TaskQuery
-from taskflow.retry import Retries
+from taskflow.query import InvalidQuery, Page, Selection, TaskQuery
+from taskflow.retry import (
+    DEFAULT_BULK_RETRY_LIMIT,
+    MAX_BULK_RETRY_LIMIT,
+    RETRYABLE,
+    BulkRetry,
+    Retries,
+)
 from taskflow.runner import Runner
 from taskflow.shutdown import shut_down
 from taskflow.tasks import RetryPolicy, TaskDefinition, TaskRegistry, adhoc_name
@@ -382,6 +389,64 @@ class TaskManager:
         """Whether a retry of ``record`` from any instance would run (the Retry button)."""
         return self._retries.can_retry(record)
 
+    async def retry_many(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        func_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_BULK_RETRY_LIMIT,
+        dry_run: bool = False,
+    ) -> BulkRetry:
+        """Retry every failed or interrupted task (``status`` one of them, or both when
+        ``None``) of ``func_name`` whose sort time (end time) is within ``since``..``until``,
+        starting at most ``limit`` retries (at most
+        :data:`~taskflow.retry.MAX_BULK_RETRY_LIMIT`); ``dry_run`` only counts them
+        (``matched``). Each task is retried at most once across every instance, however often
+        this is called and wherever (see :meth:`retry`); ``more`` in the result says to call
+        again. Raises :class:`~taskflow.query.InvalidQuery` for a bad filter or limit and
+        :class:`~taskflow.backends.BackendError` while the backend is not ready."""
+        selection = Selection.build(
+            allowed=RETRYABLE, status=status, func_name=func_name, since=since, until=until
+        )
+        _check_limit(limit, MAX_BULK_RETRY_LIMIT)
+        bulk = self._scheduler.bulk
+        matched = await bulk.count(selection)
+        if dry_run:
+            return BulkRetry(matched=matched, more=matched > 0)
+        result = await self._retries.retry_many(bulk.walk(selection), limit)
+        result.matched = matched
+        return result
+
+    async def purge(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        func_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_PURGE_LIMIT,
+        dry_run: bool = False,
+    ) -> PurgeResult:
+        """Delete finished tasks (``status`` one of success, failed, interrupted, or all of
+        them when ``None``) of ``func_name`` whose sort time (end time) is within
+        ``since``..``until`` (``until`` alone: older than it), oldest first, at most ``limit``
+        (at most :data:`~taskflow.persistence.bulk.MAX_PURGE_LIMIT`), from the backend every
+        instance shares and from this instance's memory. A pending or running task is never
+        deleted. ``dry_run`` only counts them (``matched``). Raises
+        :class:`~taskflow.query.InvalidQuery` for a bad filter or limit and
+        :class:`~taskflow.backends.BackendError` while the backend is not ready."""
+        selection = Selection.build(
+            allowed=TERMINAL_STATUSES, status=status, func_name=func_name, since=since, until=until
+        )
+        _check_limit(limit, MAX_PURGE_LIMIT)
+        bulk = self._scheduler.bulk
+        if dry_run:
+            matched = await bulk.count(selection)
+            return PurgeResult(matched, 0, matched > 0)
+        return await bulk.purge(selection, limit)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     @asynccontextmanager
@@ -442,3 +507,8 @@ class TaskManager:
     startup = start
     #: fastapi-taskflow's name for :meth:`stop`.
     shutdown = stop
+
+
+def _check_limit(limit: int, most: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
+        raise InvalidQuery(f"limit must be between 1 and {most}, got {limit!r}", field="limit")

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from taskflow.backends.codec import RecordCodec
 from taskflow.models import TaskRecord
-from taskflow.query import Page, TaskQuery
+from taskflow.query import Page, Selection, TaskQuery
 
 
 class BackendError(RuntimeError):
@@ -121,6 +121,20 @@ class HistoryBackend(ABC):
     @abstractmethod
     async def counts(self) -> HistoryCounts:
         """Record counts by status and by function over everything stored."""
+
+    @abstractmethod
+    async def count_selected(self, selection: Selection) -> int:
+        """How many stored records ``selection`` matches (a read; finished records only)."""
+
+    @abstractmethod
+    async def purge(self, selection: Selection, limit: int) -> int:
+        """Delete up to ``limit`` stored records that ``selection`` matches, oldest sort time
+        first, and return how many were deleted.
+
+        Only finished records are ever deleted, whatever the selection says: a live record
+        stays. Each record goes with all its index entries atomically (in chunks: when it
+        raises, some records may be deleted and others not, and purging again is harmless).
+        """
 
 
 class ClusterBackend(ABC):

@@ -1,4 +1,4 @@
-"""The JSON API under ``/tasks``: list, detail, metrics, retry."""
+"""The JSON API under ``/tasks``: list, detail, metrics, retry, bulk retry and purge."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from taskflow.backends.codec import UnreadableRecord
@@ -14,6 +13,8 @@ from taskflow.models import TaskRecord
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
 from taskflow.retry import RetryRefused
 from taskflow.web import metrics
+from taskflow.web.bulk import build_bulk_router
+from taskflow.web.errors import invalid
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -54,10 +55,7 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
                 cursor=cursor,
             )
         except InvalidQuery as exc:
-            # Raised as FastAPI's own validation error, so the 422 body is the one the OpenAPI
-            # schema documents (HTTPValidationError: a list of {loc, msg, type}).
-            error = {"type": "value_error", "loc": ("query", exc.field or "query"), "msg": str(exc)}
-            raise RequestValidationError([error]) from None
+            raise invalid(exc) from None
         # Instance and id prefix are not indexed by the backends: a bounded scan serves them.
         page = await manager.apage(query, instance_id=instance_id, id_contains=id_contains)
         items = [present(manager, record) for record in page.records]
@@ -66,6 +64,9 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
     @router.get("/metrics", summary="Counts by status and function, durations, flush health")
     async def get_metrics() -> dict[str, Any]:
         return await metrics.collect(manager)
+
+    # Before GET /{task_id} and POST /{task_id}/retry, which would match these paths too.
+    router.include_router(build_bulk_router(manager))
 
     @router.get(
         "/{task_id}",

@@ -16,7 +16,7 @@ from fastapi import BackgroundTasks, FastAPI
 
 from taskflow import TaskAdmin, TaskManager, TaskRecord, TaskStatus
 from taskflow.backends.base import HistoryBackend, HistoryCounts
-from taskflow.query import Page, TaskQuery, page_of
+from taskflow.query import Page, Selection, TaskQuery, page_of, sort_key
 from tests.helpers import wait_finished
 
 
@@ -66,6 +66,17 @@ class DictHistory(HistoryBackend):
             counts.by_status[record.status.value] = counts.by_status.get(record.status.value, 0) + 1
             counts.by_func[record.func_name] = counts.by_func.get(record.func_name, 0) + 1
         return counts
+
+    async def count_selected(self, selection: Selection) -> int:
+        return sum(1 for record in self.records.values() if selection.matches(record))
+
+    async def purge(self, selection: Selection, limit: int) -> int:
+        chosen = sorted((r for r in self.records.values() if selection.matches(r)), key=sort_key)[
+            :limit
+        ]
+        for record in chosen:
+            del self.records[record.task_id]
+        return len(chosen)
 
 
 async def report(n: int) -> int:

@@ -30,7 +30,7 @@ from taskflow.backends.postgres.schema import (
 )
 from taskflow.backends.urls import mask_url
 from taskflow.models import TaskRecord, TaskStatus, epoch
-from taskflow.query import Page, TaskQuery, make_page, sort_ts
+from taskflow.query import Page, Selection, TaskQuery, make_page, sort_ts
 
 logger = logging.getLogger(__name__)
 
@@ -250,6 +250,25 @@ class PostgresBackend(SnapshotBackend):
             {str(k): int(n) for k, n in by_status}, {str(k): int(n) for k, n in by_func}
         )
 
+    async def count_selected(self, selection: Selection) -> int:
+        sql, params = self._sql.selected(selection, "SELECT count(*)")
+        with self._errors("count"):
+            return int(await self._require().fetchval(sql, *params))
+
+    async def purge(self, selection: Selection, limit: int) -> int:
+        """Delete the ``limit`` oldest matching finished rows in one statement."""
+        if limit <= 0:
+            return 0
+        sql, params = self._sql.selected(selection, "SELECT task_id", order_limit=limit)
+        with self._errors("purge"):
+            status = await self._require().execute(
+                f"DELETE FROM {self._sql.tasks} WHERE task_id IN ({sql})", *params
+            )
+        removed = _count(status)
+        if removed:
+            logger.info("purged %d finished tasks from %s", removed, self.describe())
+        return removed
+
     # -- the cluster -----------------------------------------------------------------------
 
     async def heartbeat(self, info: InstanceInfo) -> None:
@@ -387,6 +406,35 @@ class Statements:
             SET expires_ts = greatest({sessions}.expires_ts, excluded.expires_ts)"""
         self.revoked = f"SELECT 1 FROM {sessions} WHERE session_id = $1 AND expires_ts > $2"
         self._tasks = tasks
+        self._terminal = terminal
+
+    @property
+    def tasks(self) -> str:
+        """The qualified name of the records' table."""
+        return self._tasks
+
+    def selected(
+        self, selection: Selection, head: str, *, order_limit: int | None = None
+    ) -> tuple[str, list[Any]]:
+        """``head`` (a SELECT list) over the finished rows ``selection`` matches; with
+        ``order_limit``, only that many, oldest first."""
+        params: list[Any] = [list(selection.status_values)]
+        where = [f"status IN {self._terminal}", "status = ANY($1::text[])"]
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        if selection.func_name is not None:
+            where.append(f"func_name = {bind(selection.func_name)}")
+        if selection.since is not None:
+            where.append(f"sort_ts >= {bind(selection.since.timestamp())}")
+        if selection.until is not None:
+            where.append(f"sort_ts <= {bind(selection.until.timestamp())}")
+        sql = f"{head} FROM {self._tasks} WHERE {' AND '.join(where)}"
+        if order_limit is not None:
+            sql += f" ORDER BY sort_ts, task_id LIMIT {bind(order_limit)}"
+        return sql, params
 
     def select(self, query: TaskQuery, after: tuple[float, str] | None) -> tuple[str, list[Any]]:
         """The SELECT serving ``query``, newest first; its LIMIT is the last parameter."""

@@ -30,7 +30,7 @@ from taskflow.backends.redis.pack import with_hiredis_packing
 from taskflow.backends.redis.stream import call_streamed
 from taskflow.backends.urls import mask_url
 from taskflow.models import TaskRecord, TaskStatus, epoch
-from taskflow.query import Page, TaskQuery, make_page, sort_ts
+from taskflow.query import Page, Selection, TaskQuery, make_page, sort_ts
 
 #: Most records one save script call carries (see :meth:`RedisBackend.save`). A larger batch
 #: goes as several calls streamed on one connection: while Redis runs one, this process encodes
@@ -128,7 +128,7 @@ class RedisBackend(SnapshotBackend):
         client = Redis(connection_pool=pool)
         self._scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("SAVE", "PAGE", "PRUNE", "CLAIM_LIVE", "EXPIRE_INSTANCES")
+            for name in ("SAVE", "PAGE", "PRUNE", "PURGE", "CLAIM_LIVE", "EXPIRE_INSTANCES")
         }
         self._client = client
         logger.info("Redis history at %s", self.describe())
@@ -311,6 +311,35 @@ class RedisBackend(SnapshotBackend):
             {f: n for f, n in by_func.items() if n},
         )
 
+    async def count_selected(self, selection: Selection) -> int:
+        low, high = _score_range(selection)
+        with self._errors("count"):
+            async with self._require().pipeline(transaction=False) as pipe:
+                for index in self._selected_indexes(selection):
+                    pipe.zcount(index, low, high)
+                return sum(int(n) for n in await pipe.execute())
+
+    async def purge(self, selection: Selection, limit: int) -> int:
+        """Remove the ``limit`` oldest matching finished records with all their index entries,
+        in atomic script calls of at most :data:`PRUNE_CHUNK` records."""
+        low, high = _score_range(selection)
+        keys = [*self._selected_indexes(selection), self.keys.funcs]
+        removed = 0
+        while removed < limit:
+            chunk = min(PRUNE_CHUNK, limit - removed)
+            args = [*self.keys.script_prefixes, low, high, chunk]
+            n, examined = await self._script("purge", "PURGE", keys, args)
+            removed += int(n)
+            if int(examined) < chunk or not int(n):
+                break
+        if removed:
+            logger.info("purged %d finished tasks from %s", removed, self.describe())
+        return removed
+
+    def _selected_indexes(self, selection: Selection) -> list[str]:
+        func = selection.func_name
+        return [self.keys.index(TaskStatus(s), func) for s in selection.status_values]
+
     async def _collect(self, indexes: list[str], query: TaskQuery, want: int) -> list[TaskRecord]:
         # Malformed or missing records are skipped; when that leaves a batch short, continue
         # after the last member read so a page still holds `want` records when that many exist.
@@ -406,6 +435,13 @@ def check_url(url: str) -> None:
         parse_url(url)  # the options redis-py reads from the query string
     except ValueError as exc:
         raise ValueError(f"Redis URL {shown!r}: {exc}") from None
+
+
+def _score_range(selection: Selection) -> tuple[str, str]:
+    """The lowest and highest index score of a selection (sort times, inclusive)."""
+    low = "-inf" if selection.since is None else repr(selection.since.timestamp())
+    high = "+inf" if selection.until is None else repr(selection.until.timestamp())
+    return low, high
 
 
 def instance_info(instance_id: str, data: str, heartbeat: float | None) -> InstanceInfo:
