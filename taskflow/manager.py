@@ -32,7 +32,7 @@ from taskflow.cluster import (
 )
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
-from taskflow.models import TERMINAL_STATUSES, TaskRecord, TaskStatus
+from taskflow.models import TERMINAL_STATUSES, AuditEntry, TaskRecord, TaskStatus
 from taskflow.persistence import Persistence
 from taskflow.persistence.bulk import DEFAULT_PURGE_LIMIT, MAX_PURGE_LIMIT, PurgeResult
 from taskflow.persistence.history import Counts, ExtraFilter
@@ -446,6 +446,29 @@ class TaskManager:
             matched = await bulk.count(selection)
             return PurgeResult(matched, 0, matched > 0)
         return await bulk.purge(selection, limit)
+
+    # -- the audit trail -------------------------------------------------------------------
+
+    async def record_audit(
+        self, action: str, target: str, *, actor: str = "", client: str = ""
+    ) -> AuditEntry:
+        """Add an admin action to the audit trail every instance on the backend shares (in
+        this process without one): ``action`` (``"retry"``, ``"purge"``...), ``target`` (what
+        it touched), ``actor`` (who: never a secret) and ``client`` (the address it came
+        from). The HTTP routes call it through :func:`taskflow.web.audit.record`. Never raises
+        for the backend: an entry it cannot store is logged and kept in memory."""
+        entry = AuditEntry.new(
+            action, target, actor=actor, client=client, instance_id=self.instance_id
+        )
+        await self._scheduler.audit.append(entry)
+        return entry
+
+    async def audit_log(self, limit: int = 50, before: str | None = None) -> list[AuditEntry]:
+        """The audit trail, newest first: up to ``limit`` entries (at most
+        :data:`~taskflow.persistence.audit.MAX_AUDIT_PAGE`), those older than the entry id
+        ``before`` when given (the next page). Raises
+        :class:`~taskflow.backends.BackendError` when the backend cannot be read."""
+        return await self._scheduler.audit.entries(limit, before)
 
     # -- lifecycle -------------------------------------------------------------------------
 

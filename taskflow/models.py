@@ -160,3 +160,53 @@ class TaskRecord:
             sealed_args=_text(data.get("sealed_args")),
             late_of=_text(data.get("late_of")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One state-changing admin action: who (``actor``: how the request authenticated, never
+    a secret), from where (``client``: the client's address), what (``action``, and ``target``:
+    what it touched), when, and on which instance. ``entry_id`` orders entries newest last (it
+    begins with the time, as task ids do)."""
+
+    entry_id: str
+    at: datetime
+    action: str
+    actor: str
+    client: str
+    target: str
+    instance_id: str
+
+    @classmethod
+    def new(
+        cls, action: str, target: str, *, actor: str, client: str, instance_id: str
+    ) -> AuditEntry:
+        return cls(new_task_id(), utcnow(), action, actor, client, target, instance_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "at": self.at.isoformat(),
+            "action": self.action,
+            "actor": self.actor,
+            "client": self.client,
+            "target": self.target,
+            "instance_id": self.instance_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuditEntry:
+        """Inverse of :meth:`to_dict`; ``ValueError``, ``TypeError`` or ``KeyError`` on
+        malformed data."""
+        at = _parse_time(data["at"])
+        if at is None:
+            raise ValueError("an audit entry needs its time")
+        return cls(
+            str(data["entry_id"]),
+            at,
+            str(data["action"]),
+            str(data.get("actor") or ""),
+            str(data.get("client") or ""),
+            str(data.get("target") or ""),
+            str(data.get("instance_id") or ""),
+        )

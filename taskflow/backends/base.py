@@ -16,8 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from taskflow.backends.codec import RecordCodec
-from taskflow.models import TaskRecord
+from taskflow.models import AuditEntry, TaskRecord
 from taskflow.query import Page, Selection, TaskQuery
+
+#: Audit entries older than this are removed by the backend as new ones arrive (seconds).
+AUDIT_KEEP_SECONDS = 90 * 24 * 3600
+#: Most audit entries a backend keeps (the oldest go first).
+AUDIT_KEEP_ENTRIES = 100_000
 
 
 class BackendError(RuntimeError):
@@ -135,6 +140,19 @@ class HistoryBackend(ABC):
         stays. Each record goes with all its index entries atomically (in chunks: when it
         raises, some records may be deleted and others not, and purging again is harmless).
         """
+
+    @abstractmethod
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Store ``entry`` in the audit trail every instance on the store shares, and remove
+        entries older than :data:`AUDIT_KEEP_SECONDS` or beyond the newest
+        :data:`AUDIT_KEEP_ENTRIES` (so it stays bounded). Idempotent by ``entry_id``; once it
+        returns, :meth:`audit_entries` lists the entry on every instance."""
+
+    @abstractmethod
+    async def audit_entries(self, limit: int, before: str | None = None) -> list[AuditEntry]:
+        """Up to ``limit`` audit entries, newest first (``entry_id`` descending), only those
+        whose ``entry_id`` sorts before ``before`` when given (the next page). Entries that
+        cannot be decoded are skipped."""
 
 
 class ClusterBackend(ABC):

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from taskflow.backends.codec import UnreadableRecord
 from taskflow.models import TaskRecord
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
 from taskflow.retry import RetryRefused
-from taskflow.web import metrics
+from taskflow.web import audit, metrics
+from taskflow.web.audit import build_audit_router
 from taskflow.web.bulk import build_bulk_router
 from taskflow.web.errors import invalid
 
@@ -67,6 +68,7 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
 
     # Before GET /{task_id} and POST /{task_id}/retry, which would match these paths too.
     router.include_router(build_bulk_router(manager))
+    router.include_router(build_audit_router(manager))
 
     @router.get(
         "/{task_id}",
@@ -92,13 +94,14 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
         "returns the same retry)",
         responses={404: {"description": "Unknown id"}, 409: {"description": "Cannot retry"}},
     )
-    async def retry_task(task_id: str) -> JSONResponse:
+    async def retry_task(task_id: str, request: Request) -> JSONResponse:
         try:
             record = await manager.retry(task_id)
         except KeyError:
             raise HTTPException(status_code=404, detail=f"task {task_id} not found") from None
         except RetryRefused as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
+        await audit.record(manager, request, "retry", f"task {task_id}: retry {record.task_id}")
         return JSONResponse({"task_id": record.task_id, "retry_of": task_id}, status_code=202)
 
     return router

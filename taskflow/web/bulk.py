@@ -20,6 +20,7 @@ from taskflow.backends.base import BackendError
 from taskflow.persistence.bulk import DEFAULT_PURGE_LIMIT, MAX_PURGE_LIMIT
 from taskflow.query import InvalidQuery
 from taskflow.retry import DEFAULT_BULK_RETRY_LIMIT, MAX_BULK_RETRY_LIMIT
+from taskflow.web import audit
 from taskflow.web.errors import invalid, unavailable
 
 if TYPE_CHECKING:
@@ -93,6 +94,16 @@ async def parse(request: Request, model: type[M]) -> M:
         raise RequestValidationError(located) from None
 
 
+def described(body: BulkFilter) -> str:
+    """The filters of a bulk action, for its audit entry."""
+    parts = [
+        f"{name}={value.isoformat() if isinstance(value, datetime) else value!r}"
+        for name in ("status", "func_name", "since", "until")
+        if (value := getattr(body, name)) is not None
+    ]
+    return "tasks " + (" ".join(parts) if parts else "(every one)")
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -131,6 +142,12 @@ def build_bulk_router(manager: TaskManager) -> APIRouter:
             raise unavailable(exc) from None
         if body.dry_run:
             return {"dry_run": True, "matched": result.matched}
+        summary = (
+            f"{described(body)}: retried {len(result.retried)} of {result.matched} matched "
+            f"({result.already_retried} retried already, {result.refused} refused"
+            f"{', more left' if result.more else ''})"
+        )
+        await audit.record(manager, request, "bulk retry", summary)
         return {
             "dry_run": False,
             "matched": result.matched,
@@ -171,6 +188,11 @@ def build_bulk_router(manager: TaskManager) -> APIRouter:
             raise unavailable(exc) from None
         if body.dry_run:
             return {"dry_run": True, "matched": result.matched}
+        summary = (
+            f"{described(body)}: purged {result.purged} of {result.matched} matched"
+            f"{', more left' if result.more else ''}"
+        )
+        await audit.record(manager, request, "purge", summary)
         return {
             "dry_run": False,
             "matched": result.matched,

@@ -2,7 +2,8 @@
 
 Tasks fail on instance A; a bulk retry is asked of B and of A at the same moment, twice each:
 every task runs again exactly once (the retries' idempotency keys are claimed in the backend),
-and the answers add up. A purge on B then removes the history from both instances' listings.
+and the answers add up. A purge on B then removes the history from both instances' listings,
+and both list every one of these actions in their audit trail.
 """
 
 from __future__ import annotations
@@ -76,3 +77,12 @@ def test_a_bulk_retry_from_two_instances_runs_each_failed_task_once(
     for url in (first.url, second.url):
         assert list_all(url, status="failed") == []
         assert len(list_all(url, status="success", func_name="fails_once")) == TASKS
+
+    # The audit trail is shared: each instance lists the actions of both.
+    for url in (first.url, second.url):
+        items = httpx.get(f"{url}/tasks/audit", params={"limit": 100}).json()["items"]
+        actions = [item["action"] for item in items]
+        assert actions == ["purge"] + ["bulk retry"] * 5, actions
+        instances = {item["instance_id"] for item in items}
+        assert len(instances) == 2, instances
+        assert all(item["client"] == "127.0.0.1" for item in items)

@@ -19,8 +19,22 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
-from taskflow.backends.codec import KEY_HOLDER_VALUES, LIVE_VALUES, TERMINAL_VALUES, RecordCodec
+from taskflow.backends.base import (
+    AUDIT_KEEP_ENTRIES,
+    AUDIT_KEEP_SECONDS,
+    BackendError,
+    HistoryCounts,
+    InstanceInfo,
+    SnapshotBackend,
+)
+from taskflow.backends.codec import (
+    KEY_HOLDER_VALUES,
+    LIVE_VALUES,
+    TERMINAL_VALUES,
+    RecordCodec,
+    decode_audit,
+    encode_audit,
+)
 from taskflow.backends.postgres.schema import (
     SCHEMA_VERSION,
     check_name,
@@ -29,7 +43,7 @@ from taskflow.backends.postgres.schema import (
     too_new,
 )
 from taskflow.backends.urls import mask_url
-from taskflow.models import TaskRecord, TaskStatus, epoch
+from taskflow.models import AuditEntry, TaskRecord, TaskStatus, epoch
 from taskflow.query import Page, Selection, TaskQuery, make_page, sort_ts
 
 logger = logging.getLogger(__name__)
@@ -269,6 +283,26 @@ class PostgresBackend(SnapshotBackend):
             logger.info("purged %d finished tasks from %s", removed, self.describe())
         return removed
 
+    # -- the audit trail -------------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        at = entry.at.timestamp()
+        sql = self._sql
+        with self._errors("audit"):
+            async with self._require().acquire() as conn, conn.transaction():
+                await conn.execute(sql.audit_append, entry.entry_id, at, encode_audit(entry))
+                await conn.execute(sql.audit_trim_older, at - AUDIT_KEEP_SECONDS)
+                await conn.execute(sql.audit_trim_beyond, AUDIT_KEEP_ENTRIES)
+
+    async def audit_entries(self, limit: int, before: str | None = None) -> list[AuditEntry]:
+        with self._errors("audit read"):
+            if before is None:
+                rows = await self._require().fetch(self._sql.audit_newest, limit)
+            else:
+                rows = await self._require().fetch(self._sql.audit_before, before, limit)
+        decoded = (decode_audit(str(row[0])) for row in rows)
+        return [entry for entry in decoded if entry is not None]
+
     # -- the cluster -----------------------------------------------------------------------
 
     async def heartbeat(self, info: InstanceInfo) -> None:
@@ -405,6 +439,15 @@ class Statements:
             ON CONFLICT (session_id) DO UPDATE
             SET expires_ts = greatest({sessions}.expires_ts, excluded.expires_ts)"""
         self.revoked = f"SELECT 1 FROM {sessions} WHERE session_id = $1 AND expires_ts > $2"
+        audit = f"{schema}.audit"
+        self.audit_append = f"""INSERT INTO {audit} (entry_id, at_ts, data) VALUES ($1, $2, $3)
+            ON CONFLICT (entry_id) DO NOTHING"""
+        self.audit_trim_older = f"DELETE FROM {audit} WHERE at_ts < $1"
+        self.audit_trim_beyond = f"""DELETE FROM {audit} WHERE entry_id <= (
+            SELECT entry_id FROM {audit} ORDER BY entry_id DESC LIMIT 1 OFFSET $1)"""
+        self.audit_newest = f"SELECT data FROM {audit} ORDER BY entry_id DESC LIMIT $1"
+        self.audit_before = f"""SELECT data FROM {audit} WHERE entry_id < $1
+            ORDER BY entry_id DESC LIMIT $2"""
         self._tasks = tasks
         self._terminal = terminal
 

@@ -22,14 +22,21 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
-from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
-from taskflow.backends.codec import RecordCodec
+from taskflow.backends.base import (
+    AUDIT_KEEP_ENTRIES,
+    AUDIT_KEEP_SECONDS,
+    BackendError,
+    HistoryCounts,
+    InstanceInfo,
+    SnapshotBackend,
+)
+from taskflow.backends.codec import RecordCodec, decode_audit, encode_audit
 from taskflow.backends.redis import scripts
 from taskflow.backends.redis.keys import DEFAULT_PREFIX, RedisKeys
 from taskflow.backends.redis.pack import with_hiredis_packing
 from taskflow.backends.redis.stream import call_streamed
 from taskflow.backends.urls import mask_url
-from taskflow.models import TaskRecord, TaskStatus, epoch
+from taskflow.models import AuditEntry, TaskRecord, TaskStatus, epoch
 from taskflow.query import Page, Selection, TaskQuery, make_page, sort_ts
 
 #: Most records one save script call carries (see :meth:`RedisBackend.save`). A larger batch
@@ -384,6 +391,29 @@ class RedisBackend(SnapshotBackend):
             yield
         except (RedisError, OSError) as exc:
             raise BackendError(f"Redis {action} failed on {self.describe()}: {exc}") from exc
+
+    # -- the audit trail (see keys.AUDIT) ----------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Add the entry and trim by age and count in one MULTI/EXEC."""
+        cutoff_ms = int((entry.at.timestamp() - AUDIT_KEEP_SECONDS) * 1000)
+        key = self.keys.audit
+        with self._errors("audit"):
+            async with self._require().pipeline(transaction=True) as pipe:
+                pipe.zadd(key, {f"{entry.entry_id}|{encode_audit(entry)}": 0})
+                # Ids begin with 12 hex digits of milliseconds: older entries sort below.
+                pipe.zremrangebylex(key, "-", f"({max(cutoff_ms, 0):012x}")
+                pipe.zremrangebyrank(key, 0, -AUDIT_KEEP_ENTRIES - 1)
+                await pipe.execute()
+
+    async def audit_entries(self, limit: int, before: str | None = None) -> list[AuditEntry]:
+        high = "+" if before is None else f"({before}"
+        with self._errors("audit read"):
+            members = await self._require().zrange(
+                self.keys.audit, high, "-", desc=True, bylex=True, offset=0, num=limit
+            )
+        decoded = (decode_audit(str(member).partition("|")[2]) for member in members)
+        return [entry for entry in decoded if entry is not None]
 
     # -- revoked dashboard sessions (see SnapshotBackend) -----------------------------------
 

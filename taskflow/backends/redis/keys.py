@@ -41,6 +41,10 @@ HEARTBEATS = "heartbeats"
 #: String per dashboard session ended by a logout, ``revoked:<session id>``, with a TTL that
 #: ends when the session would have expired anyway: Redis drops it itself, nothing prunes.
 REVOKED = "revoked:"
+#: Sorted set of the audit trail, every member scored 0 and ordered by its text:
+#: ``<entry id>|<JSON>``, so entry ids (which begin with the time) order it, a page is one
+#: ZRANGE BYLEX, and trimming by age is one ZREMRANGEBYLEX up to the cut-off time's id prefix.
+AUDIT = "audit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,10 @@ class RedisKeys:
     @property
     def heartbeats(self) -> str:
         return self.base + HEARTBEATS
+
+    @property
+    def audit(self) -> str:
+        return self.base + AUDIT
 
     def revoked(self, session_id: str) -> str:
         return self.base + REVOKED + session_id

@@ -21,7 +21,7 @@ import aiosqlite
 
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.codec import RecordCodec
-from taskflow.backends.sqlite import cluster, sessions
+from taskflow.backends.sqlite import audit, cluster, sessions
 from taskflow.backends.sqlite.schema import check_identity, not_taskflow, prepare_schema
 from taskflow.backends.sqlite.sql import (
     COUNT_BY_FUNC,
@@ -47,7 +47,7 @@ from taskflow.backends.sqlite.txn import (
 )
 from taskflow.backends.sqlite.wal import SAFETY_AUTOCHECKPOINT_PAGES, Checkpointer
 from taskflow.backends.urls import mask_url
-from taskflow.models import TaskRecord, epoch
+from taskflow.models import AuditEntry, TaskRecord, epoch
 from taskflow.query import Page, Selection, TaskQuery, make_page
 
 logger = logging.getLogger(__name__)
@@ -264,6 +264,14 @@ class SqliteBackend(SnapshotBackend):
         if removed:
             logger.info("purged %d finished tasks from %s", removed, self.path)
         return removed
+
+    # -- the audit trail; the SQL lives in .audit ------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await self._run("audit", lambda c: audit.append(c, entry), write=True)
+
+    async def audit_entries(self, limit: int, before: str | None = None) -> list[AuditEntry]:
+        return await self._run("audit read", lambda c: audit.entries(c, limit, before))
 
     # -- the cluster (see SnapshotBackend); the SQL lives in .cluster ------------------
 
