@@ -26,7 +26,9 @@ logger = logging.getLogger("taskflow.web.auth")
 #: Files served under ``{path}/dashboard/``, with their media types (nothing else is).
 ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
+    "admin.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "admin.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
 #: Sent with the HTML pages: scripts, styles and connections from this origin only, no framing.

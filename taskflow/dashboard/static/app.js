@@ -19,7 +19,7 @@
   };
 
   const state = {
-    filters: { status: "", func: "", instance: "", id: "" },
+    filters: { status: "", func: "", instance: "", id: "", since: "", until: "" },
     pageSize: 50,
     cursors: [null], // cursors[n] opens page n
     page: 0,
@@ -128,6 +128,8 @@
     if (f.func) params.set("func_name", f.func);
     if (f.instance) params.set("instance_id", f.instance);
     if (f.id) params.set("id_contains", f.id);
+    if (f.since) params.set("since", f.since);
+    if (f.until) params.set("until", f.until);
     if (cursor) params.set("cursor", cursor);
     return `?${params}`;
   }
@@ -135,7 +137,9 @@
   function matches(rec) {
     const f = state.filters;
     return (!f.status || rec.status === f.status) && (!f.func || rec.func_name === f.func)
-      && (!f.instance || rec.instance_id === f.instance) && (!f.id || rec.task_id.includes(f.id));
+      && (!f.instance || rec.instance_id === f.instance) && (!f.id || rec.task_id.includes(f.id))
+      && (!f.since || sortTime(rec) >= Date.parse(f.since))
+      && (!f.until || sortTime(rec) <= Date.parse(f.until));
   }
 
   let loadSeq = 0;
@@ -509,12 +513,17 @@
     return () => { clearTimeout(timer); timer = setTimeout(fn, ms); };
   }
 
+  // A datetime-local value is the browser's local time: the API gets it as UTC ISO 8601.
+  const isoOf = (local) => (local && !Number.isNaN(Date.parse(local)) ? new Date(local).toISOString() : "");
+
   function readFilters() {
     state.filters = {
       status: $("f-status").value,
       func: $("f-func").value,
       instance: $("f-instance").value.trim(),
       id: $("f-id").value.trim().toLowerCase(),
+      since: isoOf($("f-since").value),
+      until: isoOf($("f-until").value),
     };
     resetPaging();
     loadPage();
@@ -526,9 +535,12 @@
     $("f-func").addEventListener("change", readFilters);
     $("f-instance").addEventListener("input", typed);
     $("f-id").addEventListener("input", typed);
+    $("f-since").addEventListener("change", readFilters);
+    $("f-until").addEventListener("change", readFilters);
+    document.addEventListener("taskflow:refresh", refresh); // admin.js after a bulk action
     $("filters").addEventListener("submit", (event) => { event.preventDefault(); readFilters(); });
     $("f-clear").addEventListener("click", () => {
-      for (const id of ["f-status", "f-func", "f-instance", "f-id"]) $(id).value = "";
+      for (const id of ["f-status", "f-func", "f-instance", "f-id", "f-since", "f-until"]) $(id).value = "";
       readFilters();
     });
     $("page-size").addEventListener("change", () => {
