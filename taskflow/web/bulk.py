@@ -60,6 +60,18 @@ class PurgeRequest(BulkFilter):
     confirm: bool = Field(False, description="must be true unless dry_run: a purge deletes")
 
 
+#: What the routes answer besides 200 (they parse their body themselves, so FastAPI does not
+#: document their 422 on its own; the body is FastAPI's HTTPValidationError all the same).
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"description": "The body is too large"},
+    422: {
+        "description": "A bad filter, limit or body (or a purge without confirm)",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}
+        },
+    },
+    503: {"description": "The history backend is not ready"},
+}
 #: Largest JSON body a bulk action accepts (bytes); filters take a few hundred.
 MAX_BODY_BYTES = 16 * 1024
 
@@ -122,7 +134,7 @@ def build_bulk_router(manager: TaskManager) -> APIRouter:
     @router.post(
         "/bulk/retry",
         summary="Retry every failed or interrupted task that matches (dry_run: count them)",
-        responses={503: {"description": "The history backend is not ready"}},
+        responses=RESPONSES,
         openapi_extra=documented(BulkRetryRequest),
     )
     async def bulk_retry(request: Request) -> dict[str, Any]:
@@ -162,7 +174,7 @@ def build_bulk_router(manager: TaskManager) -> APIRouter:
     @router.post(
         "/bulk/purge",
         summary="Delete finished tasks that match, oldest first (dry_run: count them)",
-        responses={503: {"description": "The history backend is not ready"}},
+        responses=RESPONSES,
         openapi_extra=documented(PurgeRequest),
     )
     async def bulk_purge(request: Request) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 
@@ -191,6 +192,22 @@ async def test_bad_filters_are_a_422_naming_the_field(
     response = await bulk.client.post(path, json=body)
     assert response.status_code == 422, response.text
     assert any(field in error["loc"] for error in response.json()["detail"]), response.json()
+
+
+async def test_422_bodies_follow_the_documented_schema(make_client) -> None:
+    app = FastAPI()
+    TaskAdmin(app, TaskManager())
+    async for client in make_client(app):
+        document = app.openapi()
+        for path in ("/tasks/bulk/retry", "/tasks/bulk/purge"):
+            operation = document["paths"][path]["post"]
+            assert "limit" in str(operation["requestBody"])
+            schema = operation["responses"]["422"]["content"]["application/json"]["schema"]
+            schema = {**schema, "components": document["components"]}
+            for body in (b"{", b'{"limit": 1e999}', b'{"status": "x"}', b"[]", b'{"x": 1}'):
+                response = await client.post(path, content=body)
+                assert response.status_code == 422, (path, body)
+                jsonschema.validate(response.json(), schema, cls=jsonschema.Draft202012Validator)
 
 
 async def test_bulk_actions_need_the_token(bulk: Bulk) -> None:

@@ -121,7 +121,17 @@ values = st.one_of(
     st.binary(max_size=50).map(lambda raw: raw.decode("latin-1")),
 )
 names = st.sampled_from(
-    ["cursor", "status", "func_name", "limit", "since", "until", "instance_id", "id_contains"]
+    [
+        "cursor",
+        "status",
+        "func_name",
+        "limit",
+        "since",
+        "until",
+        "instance_id",
+        "id_contains",
+        "before",
+    ]
 ) | st.text(max_size=10)
 
 
@@ -180,6 +190,9 @@ routes = st.sampled_from(
         ("GET", "/tasks/metrics"),
         ("GET", "/tasks/{id}"),
         ("POST", "/tasks/{id}/retry"),
+        ("POST", "/tasks/bulk/retry"),
+        ("POST", "/tasks/bulk/purge"),
+        ("GET", "/tasks/audit"),
         ("GET", "/tasks/dashboard"),
         ("GET", "/tasks/dashboard/app.js"),
         ("GET", "/tasks/login"),

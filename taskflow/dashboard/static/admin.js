@@ -90,8 +90,7 @@
     retry: {
       path: "/bulk/retry",
       title: "Retry matching tasks",
-      statuses: new Set(["", "failed", "interrupted"]),
-      wrongStatus: "Bulk retry applies to failed or interrupted tasks: choose one of those statuses, or all.",
+      hint: "Bulk retry applies to failed or interrupted tasks.",
       counted: (n) => `${plural(n, "failed or interrupted task")} match. Each runs again once, wherever it ran; tasks retried already are not run again.`,
       confirm: (n) => `Retry ${plural(Math.min(n, 100), "task")}`,
       body: () => ({ limit: 100 }),
@@ -101,8 +100,7 @@
     purge: {
       path: "/bulk/purge",
       title: "Purge finished tasks",
-      statuses: new Set(["", "success", "failed", "interrupted"]),
-      wrongStatus: "Purge deletes finished tasks only (succeeded, failed, interrupted): running and pending tasks are never deleted.",
+      hint: "Purge deletes finished tasks only: running and pending tasks are never deleted.",
       counted: (n) => `${plural(n, "finished task")} match and will be deleted from the shared history, on every instance. This cannot be undone.`,
       confirm: (n) => `Delete ${plural(n, "task")}`,
       body: () => ({ confirm: true }),
@@ -128,14 +126,12 @@
     confirm.textContent = action.confirm(0);
     dialog.dataset.kind = kind;
     if (!dialog.open) dialog.showModal();
-    if (!action.statuses.has(body.status || "")) {
-      $("bulk-count").textContent = action.wrongStatus;
-      return;
-    }
     const response = await api(action.path, { method: "POST", body: JSON.stringify({ ...body, dry_run: true }) });
     if (!dialog.open || dialog.dataset.kind !== kind) return;
     if (!response.ok) {
-      $("bulk-count").textContent = await detailOf(response);
+      // The server says which filters it takes (422): e.g. a status the action does not apply to.
+      const detail = await detailOf(response);
+      $("bulk-count").textContent = response.status === 422 ? `${action.hint} ${detail}` : detail;
       return;
     }
     const { matched } = await response.json();
