@@ -61,7 +61,7 @@ class Persistence:
         self.persist_live = persist_live and backend is not None
         self.health = BackendHealth(connected=backend is None, reachable=backend is None)
         self.history = History(store, backend, self.health, live_in_backend=self.persist_live)
-        self.bulk = Bulk(store, backend, self.health, self.history)
+        self.bulk = Bulk(store, backend, self.health, self.history, self.flush)
         self.audit = AuditTrail(backend)
         self.flusher: Flusher | None = None
         self.upkeep: Upkeep | None = None

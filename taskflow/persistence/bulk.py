@@ -12,7 +12,7 @@ purge of part of the history would mislead.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -58,11 +58,13 @@ class Bulk:
         backend: HistoryBackend | None,
         health: BackendHealth,
         history: History,
+        flush: Callable[[], Awaitable[bool]],
     ) -> None:
         self.store = store
         self.backend = backend
         self.health = health
         self.history = history
+        self.flush = flush
 
     def _ready_backend(self) -> HistoryBackend | None:
         if self.backend is None:
@@ -101,9 +103,17 @@ class Bulk:
     async def purge(self, selection: Selection, limit: int) -> PurgeResult:
         """Delete up to ``limit`` matching records, oldest first, from the backend and from
         this instance's memory (the records another instance holds in its memory leave its
-        listings too: they are read from the backend)."""
-        matched = await self.count(selection)
+        listings too: they are read from the backend).
+
+        What this instance has not written yet is written first, so the backend's purge sees
+        it, rather than dropped from memory while a write carrying it is under way (which
+        would store it again after the purge). A task that finishes during the purge may be
+        left; purge again.
+        """
         backend = self._ready_backend()
+        if backend is not None:
+            await self.flush()
+        matched = await self.count(selection)
         purged = 0
         if backend is not None:
             purged = await _within(backend.purge(selection, limit), "purge")
