@@ -37,7 +37,7 @@ from taskflow.persistence import Persistence
 from taskflow.persistence.bulk import DEFAULT_PURGE_LIMIT, MAX_PURGE_LIMIT, PurgeResult
 from taskflow.persistence.history import Counts, ExtraFilter
 from taskflow.persistence.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
-from taskflow.query import InvalidQuery, Page, Selection, TaskQuery
+from taskflow.query import Cursor, InvalidQuery, Page, Selection, TaskQuery
 from taskflow.retry import (
     DEFAULT_BULK_RETRY_LIMIT,
     MAX_BULK_RETRY_LIMIT,
@@ -398,6 +398,7 @@ class TaskManager:
         until: datetime | None = None,
         limit: int = DEFAULT_BULK_RETRY_LIMIT,
         dry_run: bool = False,
+        cursor: str | None = None,
     ) -> BulkRetry:
         """Retry every failed or interrupted task (``status`` one of them, or both when
         ``None``) of ``func_name`` whose sort time (end time) is within ``since``..``until``,
@@ -405,17 +406,20 @@ class TaskManager:
         :data:`~taskflow.retry.MAX_BULK_RETRY_LIMIT`); ``dry_run`` only counts them
         (``matched``). Each task is retried at most once across every instance, however often
         this is called and wherever (see :meth:`retry`); ``more`` in the result says to call
-        again. Raises :class:`~taskflow.query.InvalidQuery` for a bad filter or limit and
-        :class:`~taskflow.backends.BackendError` while the backend is not ready."""
+        again, with ``cursor`` (:func:`~taskflow.query.cursor_after` of its ``last_examined``)
+        to go on from where it stopped. Raises :class:`~taskflow.query.InvalidQuery` for a
+        bad filter, limit or cursor and :class:`~taskflow.backends.BackendError` while the
+        backend is not ready."""
         selection = Selection.build(
             allowed=RETRYABLE, status=status, func_name=func_name, since=since, until=until
         )
         _check_limit(limit, MAX_BULK_RETRY_LIMIT)
+        after = Cursor.decode(cursor) if cursor is not None else None
         bulk = self._scheduler.bulk
         matched = await bulk.count(selection)
         if dry_run:
             return BulkRetry(matched=matched, more=matched > 0)
-        result = await self._retries.retry_many(bulk.walk(selection), limit)
+        result = await self._retries.retry_many(bulk.walk(selection, after), limit)
         result.matched = matched
         return result
 

@@ -200,10 +200,11 @@ class Selection:
             return False
         return self.until is None or ts <= self.until.timestamp()
 
-    def queries(self, limit: int) -> list[TaskQuery]:
-        """One history query per status whose pages together list the selection."""
+    def queries(self, limit: int, cursor: Cursor | None = None) -> list[TaskQuery]:
+        """One history query per status whose pages together list the selection (after
+        ``cursor``, a position in the newest-first order every listing shares)."""
         return [
-            TaskQuery(status, self.func_name, limit, self.since, self.until)
+            TaskQuery(status, self.func_name, limit, self.since, self.until, cursor)
             for status in sorted(self.statuses, key=lambda s: s.value)
         ]
 
@@ -254,6 +255,11 @@ def merge_pages(pages: Iterable[Page], limit: int) -> Page:
         last = page.records[-1]
         return Page(page.records, Cursor(sort_ts(last), last.task_id).encode())
     return page
+
+
+def cursor_after(record: TaskRecord) -> str:
+    """The cursor of the position just after ``record`` in the newest-first order."""
+    return Cursor(sort_ts(record), record.task_id).encode()
 
 
 def _short(text: str, limit: int = 40) -> str:

@@ -10,7 +10,8 @@ pending, running or succeeded returns it; once it failed, retry the retry.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from taskflow.backends.codec import UnreadableRecord
@@ -53,7 +54,8 @@ class BulkRetry:
     retry's id; ``already_retried`` counts tasks whose retry exists (started earlier, by
     another call or instance: not run again); ``refused`` counts tasks no instance can run
     again, with the first reasons in ``refusals`` (task id -> reason); ``more`` says that
-    matching tasks were left unexamined (the limit or the scan budget was reached): ask again.
+    matching tasks were left unexamined (the limit or the scan budget was reached): ask again,
+    with ``last_examined`` (the position to continue after) as the cursor to skip those seen.
     """
 
     matched: int = 0
@@ -62,6 +64,7 @@ class BulkRetry:
     refused: int = 0
     refusals: dict[str, str] = field(default_factory=dict)
     more: bool = False
+    last_examined: TaskRecord | None = None
 
 
 def retry_key(task_id: str) -> str:
@@ -102,33 +105,40 @@ class Retries:
         retry, _ = await self.retry_record(record)
         return retry
 
-    async def retry_many(self, candidates: AsyncIterator[TaskRecord], limit: int) -> BulkRetry:
+    async def retry_many(
+        self, candidates: AsyncGenerator[TaskRecord, None], limit: int
+    ) -> BulkRetry:
         """Retry each record of ``candidates`` (failed or interrupted ones of a selection) until
         ``limit`` retries were started, each at most once across every instance (the retry's
         idempotency key: a bulk retry asked twice, or of two instances at once, runs no task
         twice). Stops after :data:`BULK_SCAN_BUDGET` records with ``more`` set."""
         result = BulkRetry()
         examined = 0
-        async for record in candidates:
-            if len(result.retried) >= limit or examined >= BULK_SCAN_BUDGET:
-                result.more = True
-                break
-            examined += 1
-            try:
-                retry, started = await self.retry_record(record)
-            except RetryRefused as exc:
-                if exc.retried_as is not None:
-                    result.already_retried += 1
-                    continue
+        async with aclosing(candidates):
+            async for record in candidates:
+                if len(result.retried) >= limit or examined >= BULK_SCAN_BUDGET:
+                    result.more = True
+                    break
+                examined += 1
+                result.last_examined = record
+                await self._retry_into(record, result)
+        return result
+
+    async def _retry_into(self, record: TaskRecord, result: BulkRetry) -> None:
+        try:
+            retry, started = await self.retry_record(record)
+        except RetryRefused as exc:
+            if exc.retried_as is not None:
+                result.already_retried += 1
+            else:
                 result.refused += 1
                 if len(result.refusals) < REPORTED_REFUSALS:
                     result.refusals[record.task_id] = str(exc)
-                continue
-            if started:
-                result.retried[record.task_id] = retry.task_id
-            else:
-                result.already_retried += 1
-        return result
+            return
+        if started:
+            result.retried[record.task_id] = retry.task_id
+        else:
+            result.already_retried += 1
 
     async def retry_record(self, record: TaskRecord) -> tuple[TaskRecord, bool]:
         """The retry of ``record`` and whether this call started it (False: it existed, here

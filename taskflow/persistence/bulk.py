@@ -12,7 +12,8 @@ purge of part of the history would mislead.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import heapq
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -21,7 +22,7 @@ from taskflow.models import TaskRecord
 from taskflow.persistence.health import BackendHealth
 from taskflow.persistence.history import History
 from taskflow.persistence.store import TaskStore
-from taskflow.query import Cursor, Selection
+from taskflow.query import Cursor, Selection, TaskQuery, sort_key
 
 T = TypeVar("T")
 
@@ -86,19 +87,39 @@ class Bulk:
         unflushed = self.store.unflushed_ids
         return stored + sum(1 for record in local if record.task_id in unflushed)
 
-    async def walk(self, selection: Selection) -> AsyncIterator[TaskRecord]:
-        """Every matching record, status by status, newest first (memory merged with the
-        backend, as listings are)."""
+    async def walk(
+        self, selection: Selection, cursor: Cursor | None = None
+    ) -> AsyncGenerator[TaskRecord, None]:
+        """Every matching record newest first, after ``cursor`` when given (memory merged with
+        the backend, as listings are): the per-status listings merged, so that the position of
+        the last record taken is a cursor to continue from."""
         self._ready_backend()
-        for query in selection.queries(WALK_BATCH):
-            while True:
-                page = await self.history.aquery(query)
-                for record in page.records:
-                    if selection.matches(record):  # as listed, not as it may have changed since
-                        yield record
-                if page.next_cursor is None:
-                    break
-                query = replace(query, cursor=Cursor.decode(page.next_cursor))
+        streams = [
+            self._listed(selection, query) for query in selection.queries(WALK_BATCH, cursor)
+        ]
+        heads: list[tuple[_Newest, int]] = []
+        for number, stream in enumerate(streams):
+            first = await anext(stream, None)
+            if first is not None:
+                heapq.heappush(heads, (_Newest(first), number))
+        while heads:
+            newest, number = heapq.heappop(heads)
+            yield newest.record
+            following = await anext(streams[number], None)
+            if following is not None:
+                heapq.heappush(heads, (_Newest(following), number))
+
+    async def _listed(
+        self, selection: Selection, query: TaskQuery
+    ) -> AsyncGenerator[TaskRecord, None]:
+        while True:
+            page = await self.history.aquery(query)
+            for record in page.records:
+                if selection.matches(record):  # as listed, not as it may have changed since
+                    yield record
+            if page.next_cursor is None:
+                return
+            query = replace(query, cursor=Cursor.decode(page.next_cursor))
 
     async def purge(self, selection: Selection, limit: int) -> PurgeResult:
         """Delete up to ``limit`` matching records, oldest first, from the backend and from
@@ -135,6 +156,16 @@ class Bulk:
                 # left (listings read those from the backend anyway).
                 self.store.forget_finished(record.task_id)
         return PurgeResult(matched, purged, purged < matched)
+
+
+@dataclass(frozen=True, slots=True)
+class _Newest:
+    """A record in a min-heap that pops the newest first (sort time, then id, descending)."""
+
+    record: TaskRecord
+
+    def __lt__(self, other: _Newest) -> bool:
+        return sort_key(self.record) > sort_key(other.record)
 
 
 async def _within(call: Awaitable[T], action: str) -> T:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskflow.backends.base import BackendError
 from taskflow.persistence.bulk import DEFAULT_PURGE_LIMIT, MAX_PURGE_LIMIT
-from taskflow.query import InvalidQuery
+from taskflow.query import MAX_CURSOR_CHARS, InvalidQuery, cursor_after
 from taskflow.retry import DEFAULT_BULK_RETRY_LIMIT, MAX_BULK_RETRY_LIMIT
 from taskflow.web import audit
 from taskflow.web.errors import invalid, unavailable
@@ -42,6 +42,12 @@ class BulkFilter(BaseModel):
 
 class BulkRetryRequest(BulkFilter):
     """Retry every failed or interrupted task that matches (``status``: one of the two)."""
+
+    cursor: str | None = Field(
+        None,
+        max_length=MAX_CURSOR_CHARS,
+        description="next_cursor of the call before: go on after the tasks it examined",
+    )
 
     limit: int = Field(
         DEFAULT_BULK_RETRY_LIMIT,
@@ -147,6 +153,7 @@ def build_bulk_router(manager: TaskManager) -> APIRouter:
                 until=body.until,
                 limit=body.limit,
                 dry_run=body.dry_run,
+                cursor=body.cursor,
             )
         except InvalidQuery as exc:
             raise invalid(exc, "body") from None
@@ -154,6 +161,7 @@ def build_bulk_router(manager: TaskManager) -> APIRouter:
             raise unavailable(exc) from None
         if body.dry_run:
             return {"dry_run": True, "matched": result.matched}
+        last = result.last_examined
         summary = (
             f"{described(body)}: retried {len(result.retried)} of {result.matched} matched "
             f"({result.already_retried} retried already, {result.refused} refused"
@@ -169,6 +177,7 @@ def build_bulk_router(manager: TaskManager) -> APIRouter:
             "refused": result.refused,
             "refusals": [{"task_id": t, "reason": r} for t, r in result.refusals.items()],
             "more": result.more,
+            "next_cursor": cursor_after(last) if result.more and last is not None else None,
         }
 
     @router.post(

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 
-from taskflow import TaskAdmin, TaskManager
+from taskflow import TaskAdmin, TaskManager, retry
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.query import InvalidQuery
 from taskflow.retry import MAX_BULK_RETRY_LIMIT
@@ -233,3 +233,34 @@ async def test_the_manager_api(bulk: Bulk) -> None:
     hour_ago = datetime.now(timezone.utc) - timedelta(hours=1)
     assert (await manager.purge(until=hour_ago)).purged == 0
     assert (await manager.purge(func_name="flaky")).purged == 2
+
+
+async def test_a_bulk_retry_goes_on_after_its_cursor(
+    bulk: Bulk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(6):
+        await bulk.enqueue("flaky", f"k{n}")
+    await wait_until_idle(bulk.manager)
+    first = (await bulk.client.post("/tasks/bulk/retry", json={"limit": 4})).json()
+    assert (first["retried"], first["more"]) == (4, True) and first["next_cursor"]
+    rest = await bulk.client.post(
+        "/tasks/bulk/retry", json={"limit": 4, "cursor": first["next_cursor"]}
+    )
+    assert (rest.json()["retried"], rest.json()["already_retried"]) == (2, 0)
+    assert rest.json()["more"] is False and rest.json()["next_cursor"] is None
+    await wait_until_idle(bulk.manager)
+
+    # However many were retried already, following the cursors gets through all of them.
+    monkeypatch.setattr(retry, "BULK_SCAN_BUDGET", 2)
+    seen, cursor, calls = 0, None, 0
+    while True:
+        body = {"cursor": cursor} if cursor else {}
+        answer = (await bulk.client.post("/tasks/bulk/retry", json=body)).json()
+        seen += answer["already_retried"] + answer["retried"]
+        calls += 1
+        if not answer["more"]:
+            break
+        cursor = answer["next_cursor"]
+    assert (seen, calls) == (6, 3)
+    bad = await bulk.client.post("/tasks/bulk/retry", json={"cursor": "not a cursor"})
+    assert bad.status_code == 422 and "cursor" in str(bad.json()["detail"][0]["loc"])

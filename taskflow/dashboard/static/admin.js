@@ -109,6 +109,9 @@
   };
 
   let pending = null; // { kind, body, matched }
+  // Where the last bulk retry stopped (more matched): the next one with the same filters goes
+  // on from there instead of going through the tasks it retried again.
+  let resume = null; // { key, cursor }
 
   async function openBulk(kind) {
     const action = ACTIONS[kind];
@@ -147,13 +150,19 @@
     const action = ACTIONS[kind];
     pending = null;
     $("bulk-confirm").disabled = true;
-    const response = await api(action.path, { method: "POST", body: JSON.stringify({ ...body, ...action.body() }) });
+    const key = JSON.stringify(body);
+    const cursor = kind === "retry" && resume && resume.key === key ? { cursor: resume.cursor } : {};
+    const response = await api(action.path, {
+      method: "POST", body: JSON.stringify({ ...body, ...action.body(), ...cursor }),
+    });
     $("bulk-dialog").close();
     if (!response.ok) {
       toast(await detailOf(response), "error");
       return;
     }
-    toast(action.done(await response.json()));
+    const result = await response.json();
+    if (kind === "retry") resume = result.next_cursor ? { key, cursor: result.next_cursor } : null;
+    toast(action.done(result));
     document.dispatchEvent(new Event("taskflow:refresh"));
     if (!$("audit").hidden) loadAudit(true);
   }
