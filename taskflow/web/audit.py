@@ -22,8 +22,7 @@ from fastapi import APIRouter, Query, Request
 from taskflow.backends.base import BackendError
 from taskflow.models import AuditEntry
 from taskflow.persistence.audit import MAX_AUDIT_PAGE
-from taskflow.web.auth import BEARER, Credential, Session, client_address
-from taskflow.web.auth.guard import CREDENTIAL_STATE
+from taskflow.web.auth import BEARER, CREDENTIAL_STATE, Credential, Session, client_address
 from taskflow.web.errors import unavailable
 
 if TYPE_CHECKING:
