@@ -88,7 +88,14 @@ class TaskAdmin:
         guarded = [Depends(self.auth.guard)]
         api = build_router(manager, root="/")
         admin = _admin_router(
-            api, self.auth, self.stream_hub, self.path, dashboard, stream_heartbeat, prefix=""
+            manager,
+            api,
+            self.auth,
+            self.stream_hub,
+            self.path,
+            dashboard,
+            stream_heartbeat,
+            prefix="",
         )
         listing = next(r for r in api.routes if isinstance(r, APIRoute) and r.path == "/")
         # A mount is invisible to OpenAPI: the same routes are appended after the app's own
@@ -182,10 +189,13 @@ def admin_router(
     path = "/" + path.strip("/")
     api = build_router(task_manager)
     hub = StreamHub(task_manager)
-    return _admin_router(api, auth, hub, path, dashboard, stream_heartbeat, prefix=path)
+    return _admin_router(
+        task_manager, api, auth, hub, path, dashboard, stream_heartbeat, prefix=path
+    )
 
 
 def _admin_router(
+    manager: TaskManager,
     api: APIRouter,
     auth: AdminAuth,
     hub: StreamHub,
@@ -201,7 +211,7 @@ def _admin_router(
     admin = APIRouter()
     if dashboard:
         # Before the API routes, whose GET /{task_id} would match these paths too.
-        admin.include_router(build_dashboard_router(auth, path), prefix=prefix)
+        admin.include_router(build_dashboard_router(auth, path, manager), prefix=prefix)
         stream = build_stream_router(hub, auth, heartbeat=stream_heartbeat)
         admin.include_router(stream, prefix=prefix, dependencies=guarded)
     admin.include_router(api, prefix=prefix, dependencies=guarded)

@@ -196,7 +196,17 @@ class Launch:
     finished, instead of twice (accepted, then finished).
     """
 
-    __slots__ = ("acceptor", "args", "claim", "definition", "held", "kwargs", "record", "started")
+    __slots__ = (
+        "acceptor",
+        "args",
+        "claim",
+        "definition",
+        "held",
+        "kwargs",
+        "record",
+        "refused",
+        "started",
+    )
 
     def __init__(
         self,
@@ -217,6 +227,8 @@ class Launch:
         self.claim = claim
         self.started = False
         self.held = False
+        #: The claim found the id's task stored already (another instance runs it): not run.
+        self.refused = False
 
     def hold(self) -> None:
         """Keep the record out of writes until :meth:`accept` (its response will call it)."""
@@ -280,6 +292,7 @@ class Launch:
         assert acceptor.claims is not None
         if not await claim_key(acceptor.claims, record):
             acceptor.store.discard(record.task_id)
+            self.refused = True
             return False
         acceptor.store.release(record.task_id)
         acceptor.persistence.mark_live(record)

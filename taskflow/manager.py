@@ -34,12 +34,19 @@ from taskflow.cluster import (
 from taskflow.context import TaskLogHandler
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
-from taskflow.models import TaskRecord, TaskStatus
+from taskflow.models import TERMINAL_STATUSES, AuditEntry, TaskRecord, TaskStatus
 from taskflow.persistence import Persistence
+from taskflow.persistence.bulk import DEFAULT_PURGE_LIMIT, MAX_PURGE_LIMIT, PurgeResult
 from taskflow.persistence.history import Counts, ExtraFilter
 from taskflow.persistence.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
-from taskflow.query import Page, TaskQuery
-from taskflow.retry import Retries
+from taskflow.query import Cursor, InvalidQuery, Page, Selection, TaskQuery
+from taskflow.retry import (
+    DEFAULT_BULK_RETRY_LIMIT,
+    MAX_BULK_RETRY_LIMIT,
+    RETRYABLE,
+    BulkRetry,
+    Retries,
+)
 from taskflow.runner import Runner
 from taskflow.shutdown import shut_down
 from taskflow.tasks import RetryPolicy, TaskDefinition, TaskRegistry, adhoc_name
@@ -462,6 +469,91 @@ class TaskManager:
         """Whether a retry of ``record`` from any instance would run (the Retry button)."""
         return self._retries.can_retry(record)
 
+    async def retry_many(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        func_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_BULK_RETRY_LIMIT,
+        dry_run: bool = False,
+        cursor: str | None = None,
+    ) -> BulkRetry:
+        """Retry every failed or interrupted task (``status`` one of them, or both when
+        ``None``) of ``func_name`` whose sort time (end time) is within ``since``..``until``,
+        starting at most ``limit`` retries (at most
+        :data:`~taskflow.retry.MAX_BULK_RETRY_LIMIT`); ``dry_run`` only counts them
+        (``matched``). Each task is retried at most once across every instance, however often
+        this is called and wherever (see :meth:`retry`); ``more`` in the result says to call
+        again, with ``cursor`` (:func:`~taskflow.query.cursor_after` of its ``last_examined``)
+        to go on from where it stopped. Raises :class:`~taskflow.query.InvalidQuery` for a
+        bad filter, limit or cursor and :class:`~taskflow.backends.BackendError` while the
+        backend is not ready."""
+        selection = Selection.build(
+            allowed=RETRYABLE, status=status, func_name=func_name, since=since, until=until
+        )
+        _check_limit(limit, MAX_BULK_RETRY_LIMIT)
+        after = Cursor.decode(cursor) if cursor is not None else None
+        bulk = self._scheduler.bulk
+        matched = await bulk.count(selection)
+        if dry_run:
+            return BulkRetry(matched=matched, more=matched > 0)
+        result = await self._retries.retry_many(bulk.walk(selection, after), limit)
+        result.matched = matched
+        return result
+
+    async def purge(
+        self,
+        *,
+        status: str | TaskStatus | None = None,
+        func_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_PURGE_LIMIT,
+        dry_run: bool = False,
+    ) -> PurgeResult:
+        """Delete finished tasks (``status`` one of success, failed, interrupted, or all of
+        them when ``None``) of ``func_name`` whose sort time (end time) is within
+        ``since``..``until`` (``until`` alone: older than it), oldest first, at most ``limit``
+        (at most :data:`~taskflow.persistence.bulk.MAX_PURGE_LIMIT`), from the backend every
+        instance shares and from this instance's memory. A pending or running task is never
+        deleted. ``dry_run`` only counts them (``matched``). Raises
+        :class:`~taskflow.query.InvalidQuery` for a bad filter or limit and
+        :class:`~taskflow.backends.BackendError` while the backend is not ready."""
+        selection = Selection.build(
+            allowed=TERMINAL_STATUSES, status=status, func_name=func_name, since=since, until=until
+        )
+        _check_limit(limit, MAX_PURGE_LIMIT)
+        bulk = self._scheduler.bulk
+        if dry_run:
+            matched = await bulk.count(selection)
+            return PurgeResult(matched, 0, matched > 0)
+        return await bulk.purge(selection, limit)
+
+    # -- the audit trail -------------------------------------------------------------------
+
+    async def record_audit(
+        self, action: str, target: str, *, actor: str = "", client: str = ""
+    ) -> AuditEntry:
+        """Add an admin action to the audit trail every instance on the backend shares (in
+        this process without one): ``action`` (``"retry"``, ``"purge"``...), ``target`` (what
+        it touched), ``actor`` (who: never a secret) and ``client`` (the address it came
+        from). The HTTP routes call it through :func:`taskflow.web.audit.record`. Never raises
+        for the backend: an entry it cannot store is logged and kept in memory."""
+        entry = AuditEntry.new(
+            action, target, actor=actor, client=client, instance_id=self.instance_id
+        )
+        await self._scheduler.audit.append(entry)
+        return entry
+
+    async def audit_log(self, limit: int = 50, before: str | None = None) -> list[AuditEntry]:
+        """The audit trail, newest first: up to ``limit`` entries (at most
+        :data:`~taskflow.persistence.audit.MAX_AUDIT_PAGE`), those older than the entry id
+        ``before`` when given (the next page). Raises
+        :class:`~taskflow.backends.BackendError` when the backend cannot be read."""
+        return await self._scheduler.audit.entries(limit, before)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     @asynccontextmanager
@@ -530,3 +622,8 @@ class TaskManager:
     startup = start
     #: fastapi-taskflow's name for :meth:`stop`.
     shutdown = stop
+
+
+def _check_limit(limit: int, most: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
+        raise InvalidQuery(f"limit must be between 1 and {most}, got {limit!r}", field="limit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import time
@@ -99,6 +100,17 @@ def new_task_id() -> str:
     # random (reseeded in every forked child by the random module) rather than os.urandom:
     # ids need uniqueness, not secrecy, and a system call per task was measurable.
     return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(80):020x}"
+
+
+_audit_sequence = itertools.count()
+
+
+def _audit_id() -> str:
+    """32 hex digits: 12 of the time in milliseconds (what orders entries and what trimming by
+    age compares), 8 of a counter of this process (its entries of one millisecond keep their
+    order), 12 random (entries of other processes never collide)."""
+    sequence = next(_audit_sequence) & 0xFFFFFFFF
+    return f"{time.time_ns() // 1_000_000:012x}{sequence:08x}{random.getrandbits(48):012x}"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -256,4 +268,54 @@ class TaskRecord:
             logs_dropped=_count(data.get("logs_dropped")),
             progress=_progress(data.get("progress")),
             tags=_tags(data.get("tags")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One state-changing admin action: who (``actor``: how the request authenticated, never
+    a secret), from where (``client``: the client's address), what (``action``, and ``target``:
+    what it touched), when, and on which instance. ``entry_id`` orders entries newest last (it
+    begins with the time, as task ids do)."""
+
+    entry_id: str
+    at: datetime
+    action: str
+    actor: str
+    client: str
+    target: str
+    instance_id: str
+
+    @classmethod
+    def new(
+        cls, action: str, target: str, *, actor: str, client: str, instance_id: str
+    ) -> AuditEntry:
+        return cls(_audit_id(), utcnow(), action, actor, client, target, instance_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entry_id": self.entry_id,
+            "at": self.at.isoformat(),
+            "action": self.action,
+            "actor": self.actor,
+            "client": self.client,
+            "target": self.target,
+            "instance_id": self.instance_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AuditEntry:
+        """Inverse of :meth:`to_dict`; ``ValueError``, ``TypeError`` or ``KeyError`` on
+        malformed data."""
+        at = _parse_time(data["at"])
+        if at is None:
+            raise ValueError("an audit entry needs its time")
+        return cls(
+            str(data["entry_id"]),
+            at,
+            str(data["action"]),
+            str(data.get("actor") or ""),
+            str(data.get("client") or ""),
+            str(data.get("target") or ""),
+            str(data.get("instance_id") or ""),
         )

@@ -146,6 +146,79 @@ class TaskQuery:
 
 
 @dataclass(frozen=True, slots=True)
+class Selection:
+    """Finished records chosen by filters for a bulk action (a bulk retry, a purge): any of
+    ``statuses`` (terminal ones only), one function, a range of sort times (inclusive)."""
+
+    statuses: frozenset[TaskStatus]
+    func_name: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        allowed: frozenset[TaskStatus],
+        status: str | TaskStatus | None = None,
+        func_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Selection:
+        """Validate raw filters; ``status`` ``None`` means every status of ``allowed`` (which
+        must hold terminal statuses only). :class:`InvalidQuery` says what is wrong."""
+        if not allowed or not all(s.finished for s in allowed):
+            raise ValueError("a selection holds terminal statuses only")
+        names = ", ".join(sorted(s.value for s in allowed))
+        if status is None:
+            statuses = allowed
+        else:
+            try:
+                chosen = TaskStatus(status)
+            except ValueError:
+                raise InvalidQuery(
+                    f"status {_short(str(status))!r} is not one of: {names}", field="status"
+                ) from None
+            if chosen not in allowed:
+                raise InvalidQuery(
+                    f"status {chosen.value!r} is not one of: {names}", field="status"
+                )
+            statuses = frozenset({chosen})
+        if func_name is not None and not func_name:
+            raise InvalidQuery("func_name must not be empty", field="func_name")
+        since, until = _aware(since), _aware(until)
+        for name, moment in (("since", since), ("until", until)):
+            if moment is not None and not _in_range(moment):
+                raise InvalidQuery(f"{name} is out of range", field=name)
+        if since is not None and until is not None and since > until:
+            raise InvalidQuery("since is later than until", field="since")
+        return cls(statuses, func_name, since, until)
+
+    @property
+    def status_values(self) -> tuple[str, ...]:
+        """The statuses as stored, sorted (for SQL lists and index names)."""
+        return tuple(sorted(s.value for s in self.statuses))
+
+    def matches(self, record: TaskRecord) -> bool:
+        if record.status not in self.statuses or not record.status.finished:
+            return False
+        if self.func_name is not None and record.func_name != self.func_name:
+            return False
+        ts = sort_ts(record)
+        if self.since is not None and ts < self.since.timestamp():
+            return False
+        return self.until is None or ts <= self.until.timestamp()
+
+    def queries(self, limit: int, cursor: Cursor | None = None) -> list[TaskQuery]:
+        """One history query per status whose pages together list the selection (after
+        ``cursor``, a position in the newest-first order every listing shares)."""
+        return [
+            TaskQuery(status, self.func_name, limit, self.since, self.until, cursor)
+            for status in sorted(self.statuses, key=lambda s: s.value)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One page of records, newest first, and the cursor for the next page (``None`` at the end)."""
 
@@ -217,6 +290,11 @@ def _tag_pairs(tags: dict[str, str] | Iterable[str]) -> tuple[tuple[str, str], .
     return tuple(sorted(set(items)))
 
 
+def cursor_after(record: TaskRecord) -> str:
+    """The cursor of the position just after ``record`` in the newest-first order."""
+    return Cursor(sort_ts(record), record.task_id).encode()
+
+
 def _short(text: str, limit: int = 40) -> str:
     """``text`` cut for an error message (a client may send megabytes)."""
     return text if len(text) <= limit else text[:limit] + "..."
@@ -224,6 +302,13 @@ def _short(text: str, limit: int = 40) -> str:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a sort time")
+
+
+def _in_range(moment: datetime) -> bool:
+    try:
+        return MIN_SORT_TS <= moment.timestamp() <= MAX_SORT_TS
+    except (OverflowError, ValueError, OSError):
+        return False
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -16,8 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from taskflow.backends.codec import RecordCodec
-from taskflow.models import TaskRecord
-from taskflow.query import Page, TaskQuery
+from taskflow.models import AuditEntry, TaskRecord
+from taskflow.query import Page, Selection, TaskQuery
+
+#: Audit entries older than this are removed by the backend as new ones arrive (seconds).
+AUDIT_KEEP_SECONDS = 90 * 24 * 3600
+#: Most audit entries a backend keeps (the oldest go first).
+AUDIT_KEEP_ENTRIES = 100_000
 
 #: Seconds a cancellation request is kept in the backend: the instance running the task reads
 #: it within a second; the rest of the time covers an instance that was briefly cut off.
@@ -127,6 +132,33 @@ class HistoryBackend(ABC):
     @abstractmethod
     async def counts(self) -> HistoryCounts:
         """Record counts by status and by function over everything stored."""
+
+    @abstractmethod
+    async def count_selected(self, selection: Selection) -> int:
+        """How many stored records ``selection`` matches (a read; finished records only)."""
+
+    @abstractmethod
+    async def purge(self, selection: Selection, limit: int) -> int:
+        """Delete up to ``limit`` stored records that ``selection`` matches, oldest sort time
+        first, and return how many were deleted.
+
+        Only finished records are ever deleted, whatever the selection says: a live record
+        stays. Each record goes with all its index entries atomically (in chunks: when it
+        raises, some records may be deleted and others not, and purging again is harmless).
+        """
+
+    @abstractmethod
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Store ``entry`` in the audit trail every instance on the store shares, and remove
+        entries older than :data:`AUDIT_KEEP_SECONDS` or beyond the newest
+        :data:`AUDIT_KEEP_ENTRIES` (so it stays bounded). Idempotent by ``entry_id``; once it
+        returns, :meth:`audit_entries` lists the entry on every instance."""
+
+    @abstractmethod
+    async def audit_entries(self, limit: int, before: str | None = None) -> list[AuditEntry]:
+        """Up to ``limit`` audit entries, newest first (``entry_id`` descending), only those
+        whose ``entry_id`` sorts before ``before`` when given (the next page). Entries that
+        cannot be decoded are skipped."""
 
 
 class ClusterBackend(ABC):

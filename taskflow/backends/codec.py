@@ -9,6 +9,7 @@ skipped and counted, so it never fails a listing or a startup.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -16,7 +17,13 @@ from typing import Any
 import orjson
 
 from taskflow.backends.cipher import ArgumentCipher
-from taskflow.models import KEY_HOLDERS, LIVE_STATUSES, TERMINAL_STATUSES, TaskRecord
+from taskflow.models import (
+    KEY_HOLDERS,
+    LIVE_STATUSES,
+    TERMINAL_STATUSES,
+    AuditEntry,
+    TaskRecord,
+)
 from taskflow.storable import safe_text, storable
 
 #: The status sets of :mod:`taskflow.models` as stored values, for the backends' SQL and Lua:
@@ -29,6 +36,22 @@ KEY_HOLDER_VALUES: tuple[str, ...] = tuple(sorted(s.value for s in KEY_HOLDERS))
 LOGGED_IDS = 1_000
 
 logger = logging.getLogger("taskflow.backends.codec")
+
+
+def encode_audit(entry: AuditEntry) -> str:
+    """An audit entry as ASCII JSON: any text (a lone surrogate from a client's filter
+    included) is escaped, so every backend stores it as it is."""
+    return json.dumps(entry.to_dict(), ensure_ascii=True, separators=(",", ":"))
+
+
+def decode_audit(text: str) -> AuditEntry | None:
+    """The entry :func:`encode_audit` stored, or ``None`` (logged) for anything else."""
+    try:
+        data = json.loads(text)
+        return AuditEntry.from_dict(data)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        logger.warning("skipping an unreadable audit entry: %r", exc)
+        return None
 
 
 class UnreadableRecord(Exception):

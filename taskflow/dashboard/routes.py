@@ -8,13 +8,18 @@ import html
 import logging
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from taskflow.backends.base import BackendError
+from taskflow.web import audit
 from taskflow.web.auth import AdminAuth, Session, TooManyAttempts, client_address, cross_site
+
+if TYPE_CHECKING:
+    from taskflow.manager import TaskManager
 
 logger = logging.getLogger("taskflow.web.auth")
 
@@ -22,7 +27,9 @@ logger = logging.getLogger("taskflow.web.auth")
 ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
     "control.js": "text/javascript; charset=utf-8",
+    "admin.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
+    "admin.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
 #: Sent with the HTML pages: scripts, styles and connections from this origin only, no framing.
@@ -54,9 +61,12 @@ def _render(name: str, **values: str) -> str:
     return text
 
 
-def build_dashboard_router(auth: AdminAuth, path: str) -> APIRouter:
-    """Routes for ``path`` (the admin prefix, e.g. ``/tasks``); URLs include the root path."""
-    pages = DashboardPages(auth, path)
+def build_dashboard_router(
+    auth: AdminAuth, path: str, manager: TaskManager | None = None
+) -> APIRouter:
+    """Routes for ``path`` (the admin prefix, e.g. ``/tasks``); URLs include the root path.
+    With ``manager``, logins and logouts go to its audit trail."""
+    pages = DashboardPages(auth, path, manager)
     router = APIRouter(include_in_schema=False)
     router.add_api_route("/dashboard", pages.dashboard, methods=["GET"])
     router.add_api_route("/dashboard/{asset}", pages.asset, methods=["GET"])
@@ -69,9 +79,10 @@ def build_dashboard_router(auth: AdminAuth, path: str) -> APIRouter:
 
 
 class DashboardPages:
-    def __init__(self, auth: AdminAuth, path: str) -> None:
+    def __init__(self, auth: AdminAuth, path: str, manager: TaskManager | None = None) -> None:
         self.auth = auth
         self.path = path
+        self.manager = manager
 
     def base(self, request: Request) -> str:
         # Behind a proxy under a prefix (uvicorn --root-path), every URL the page uses has it.
@@ -155,7 +166,9 @@ class DashboardPages:
             await asyncio.sleep(FAILED_LOGIN_DELAY)  # a pause that holds no thread
             return self._login_page(request, "That token is not right.", 401)
         response = self._to(request, "dashboard")
-        self.auth.start_session(response, request, self.base(request))
+        session = self.auth.start_session(response, request, self.base(request))
+        if self.manager is not None:
+            await audit.record(self.manager, request, "login", "dashboard", credential=session)
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -169,4 +182,6 @@ class DashboardPages:
                 "not answer); it is ended on this one. Try again."
             )
             return JSONResponse({"detail": detail}, status_code=503)
+        if self.manager is not None:
+            await audit.record(self.manager, request, "logout", "dashboard")
         return response

@@ -2,7 +2,8 @@
 
 ``store`` (records in memory, bounded), ``flusher`` (the group commit that writes them),
 ``upkeep`` (opening, pinging and pruning the backend), ``health`` (what readiness reports),
-``history`` (reads). :class:`Persistence` puts them together for one manager.
+``history`` (reads), ``bulk`` (counts, walks and purges of a selection), ``audit`` (the trail
+of admin actions). :class:`Persistence` puts them together for one manager.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from taskflow.backends.base import HistoryBackend
 from taskflow.events import EventBus
 from taskflow.models import TaskRecord, TaskStatus
+from taskflow.persistence.audit import AuditTrail
+from taskflow.persistence.bulk import Bulk
 from taskflow.persistence.flusher import Flusher
 from taskflow.persistence.health import BackendHealth
 from taskflow.persistence.history import History
@@ -58,6 +61,8 @@ class Persistence:
         self.persist_live = persist_live and backend is not None
         self.health = BackendHealth(connected=backend is None, reachable=backend is None)
         self.history = History(store, backend, self.health, live_in_backend=self.persist_live)
+        self.bulk = Bulk(store, backend, self.health, self.history, self.flush)
+        self.audit = AuditTrail(backend)
         self.flusher: Flusher | None = None
         self.upkeep: Upkeep | None = None
         if backend is not None:

@@ -88,18 +88,25 @@ class History:
         return self.backend
 
     async def aquery(self, query: TaskQuery) -> Page:
-        """One page of records matching ``query``, newest first."""
-        local = page_of(self.store, query)
+        """One page of records matching ``query``, newest first.
+
+        With the backend answering, memory adds only what the backend may not hold (live
+        records, finished ones not written yet): a finished record deleted there (pruned,
+        purged from any instance) is not listed again from this instance's memory. The local
+        part is taken before the backend is read, so a record written meanwhile is in one or
+        the other.
+        """
         backend = self._backend()
         if backend is None:
-            return local
+            return page_of(self.store, query)
+        local = page_of(self.store.not_written(), query)
         try:
             stored = await asyncio.wait_for(backend.query(query), READ_TIMEOUT)
         except (BackendError, OSError, asyncio.TimeoutError) as exc:
             # Readiness is the pings' and the writes' to say: a read failing alone (and a
             # query no backend could serve) must not take the instance out of rotation.
             logger.warning("taskflow history read from %s failed: %r", backend.describe(), exc)
-            return local
+            return page_of(self.store, query)
         return merge_pages([local, stored], query.limit)
 
     async def aget(self, task_id: str) -> TaskRecord | None:

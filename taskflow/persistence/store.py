@@ -224,6 +224,28 @@ class TaskStore:
             self.unflushed_bytes -= weight
             del self._unflushed[task_id]
 
+    def not_written(self) -> Iterator[TaskRecord]:
+        """The records whose current version the backend may not hold: live ones, finished
+        ones not written yet, and quarantined ones (never written). The rest are in the
+        backend (or were deleted there: pruned, purged), which is what lists them."""
+        unflushed, quarantined = self._unflushed, self._quarantined
+        for record in self:
+            task_id = record.task_id
+            if not record.status.finished or task_id in unflushed or task_id in quarantined:
+                yield record
+
+    def forget_finished(self, task_id: str) -> bool:
+        """Drop a finished record from memory (the recent window and the unflushed, so it is
+        never written): a purge. Returns whether it was unflushed (not in the backend yet)."""
+        if task_id in self._live:
+            return False
+        unflushed = task_id in self._unflushed
+        self._forget_weight(task_id)
+        self._unflushed.pop(task_id, None)
+        self._finished.pop(task_id, None)
+        self._calls.pop(task_id, None)
+        return unflushed
+
     def live(self) -> list[TaskRecord]:
         return list(self._live.values())
 

@@ -1,12 +1,11 @@
-"""The JSON API under ``/tasks``: list, detail, metrics, retry, cancel."""
+"""The JSON API under ``/tasks``: list, detail, metrics, retry, cancel, bulk retry and purge."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from taskflow.backends.codec import UnreadableRecord
@@ -14,7 +13,10 @@ from taskflow.cancel import CancelRefused
 from taskflow.models import TaskRecord
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
 from taskflow.retry import RetryRefused
-from taskflow.web import metrics
+from taskflow.web import audit, metrics
+from taskflow.web.audit import build_audit_router
+from taskflow.web.bulk import build_bulk_router
+from taskflow.web.errors import invalid
 
 if TYPE_CHECKING:
     from taskflow.manager import TaskManager
@@ -63,10 +65,7 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C9
                 tags=tag,
             )
         except InvalidQuery as exc:
-            # Raised as FastAPI's own validation error, so the 422 body is the one the OpenAPI
-            # schema documents (HTTPValidationError: a list of {loc, msg, type}).
-            error = {"type": "value_error", "loc": ("query", exc.field or "query"), "msg": str(exc)}
-            raise RequestValidationError([error]) from None
+            raise invalid(exc) from None
         # Instance and id prefix are not indexed by the backends: a bounded scan serves them.
         page = await manager.apage(query, instance_id=instance_id, id_contains=id_contains)
         items = [present(manager, record, include_logs=False) for record in page.records]
@@ -75,6 +74,10 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C9
     @router.get("/metrics", summary="Counts by status and function, durations, flush health")
     async def get_metrics() -> dict[str, Any]:
         return await metrics.collect(manager)
+
+    # Before GET /{task_id} and POST /{task_id}/retry, which would match these paths too.
+    router.include_router(build_bulk_router(manager))
+    router.include_router(build_audit_router(manager))
 
     @router.get(
         "/{task_id}",
@@ -119,13 +122,14 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C9
         "returns the same retry)",
         responses={404: {"description": "Unknown id"}, 409: {"description": "Cannot retry"}},
     )
-    async def retry_task(task_id: str) -> JSONResponse:
+    async def retry_task(task_id: str, request: Request) -> JSONResponse:
         try:
             record = await manager.retry(task_id)
         except KeyError:
             raise HTTPException(status_code=404, detail=f"task {task_id} not found") from None
         except RetryRefused as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
+        await audit.record(manager, request, "retry", f"task {task_id}: retry {record.task_id}")
         return JSONResponse({"task_id": record.task_id, "retry_of": task_id}, status_code=202)
 
     @router.post(

@@ -16,7 +16,8 @@ from fastapi import BackgroundTasks, FastAPI
 
 from taskflow import TaskAdmin, TaskManager, TaskRecord, TaskStatus
 from taskflow.backends.base import HistoryBackend, HistoryCounts
-from taskflow.query import Page, TaskQuery, page_of
+from taskflow.models import AuditEntry
+from taskflow.query import Page, Selection, TaskQuery, page_of, sort_key
 from tests.helpers import wait_finished
 
 
@@ -30,6 +31,7 @@ class DictHistory(HistoryBackend):
 
         self.codec = RecordCodec()
         self.records = {} if records is None else records
+        self.audit: list[AuditEntry] = []
 
     def describe(self) -> str:
         return "dict"
@@ -66,6 +68,24 @@ class DictHistory(HistoryBackend):
             counts.by_status[record.status.value] = counts.by_status.get(record.status.value, 0) + 1
             counts.by_func[record.func_name] = counts.by_func.get(record.func_name, 0) + 1
         return counts
+
+    async def count_selected(self, selection: Selection) -> int:
+        return sum(1 for record in self.records.values() if selection.matches(record))
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        self.audit.append(entry)
+
+    async def audit_entries(self, limit: int, before: str | None = None) -> list[AuditEntry]:
+        newest = sorted(self.audit, key=lambda e: e.entry_id, reverse=True)
+        return [e for e in newest if before is None or e.entry_id < before][:limit]
+
+    async def purge(self, selection: Selection, limit: int) -> int:
+        chosen = sorted((r for r in self.records.values() if selection.matches(r)), key=sort_key)[
+            :limit
+        ]
+        for record in chosen:
+            del self.records[record.task_id]
+        return len(chosen)
 
 
 async def report(n: int) -> int:

@@ -60,7 +60,7 @@ async def test_nothing_but_the_listed_assets_is_served(path):
 
 
 def test_the_static_files_load_nothing_from_elsewhere():
-    for name in ("index.html", "login.html", "app.js", "style.css", "favicon.svg"):
+    for name in ("index.html", "login.html", *sorted(ASSETS)):
         text = (STATIC / name).read_text()
         urls = re.findall(r"""(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}""", text, re.IGNORECASE)
         urls = [u for u in urls if not u.endswith("//www.w3.org")]  # the SVG namespace name
@@ -68,8 +68,9 @@ def test_the_static_files_load_nothing_from_elsewhere():
         assert "@import" not in text
 
 
-def test_the_script_renders_data_as_text_only():
-    lines = (STATIC / "app.js").read_text().splitlines()
+@pytest.mark.parametrize("name", ["app.js", "admin.js"])
+def test_the_scripts_render_data_as_text_only(name):
+    lines = (STATIC / name).read_text().splitlines()
     script = "\n".join(line for line in lines if not line.lstrip().startswith("//"))
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script, sink

@@ -121,7 +121,17 @@ values = st.one_of(
     st.binary(max_size=50).map(lambda raw: raw.decode("latin-1")),
 )
 names = st.sampled_from(
-    ["cursor", "status", "func_name", "limit", "since", "until", "instance_id", "id_contains"]
+    [
+        "cursor",
+        "status",
+        "func_name",
+        "limit",
+        "since",
+        "until",
+        "instance_id",
+        "id_contains",
+        "before",
+    ]
 ) | st.text(max_size=10)
 
 
@@ -180,6 +190,9 @@ routes = st.sampled_from(
         ("GET", "/tasks/metrics"),
         ("GET", "/tasks/{id}"),
         ("POST", "/tasks/{id}/retry"),
+        ("POST", "/tasks/bulk/retry"),
+        ("POST", "/tasks/bulk/purge"),
+        ("GET", "/tasks/audit"),
         ("GET", "/tasks/dashboard"),
         ("GET", "/tasks/dashboard/app.js"),
         ("GET", "/tasks/login"),
@@ -289,3 +302,59 @@ async def test_hostile_requests_get_a_4xx_and_leave_readiness_alone(target, spec
     ready = await target.client.get("/readyz")
     assert ready.status_code == 200, (spec, ready.json())
     assert ready.json()["backend_reachable"] is True
+
+
+# -- bulk actions: generated JSON bodies --------------------------------------------------------
+
+bulk_values = st.one_of(
+    json_values,
+    st.sampled_from(["failed", "interrupted", "success", "pending", "running", "", "x" * 600]),
+    st.sampled_from(
+        [
+            "2024-01-01T00:00:00+23:59",
+            "0001-01-01T00:00:00-23:59",
+            "9999-12-31T23:59:59+00:00",
+            "9999-12-31T23:59:59-23:59",
+            "2024-02-30",
+            "1e999",
+        ]
+    ),
+    st.sampled_from([0, -1, 1, 1000, 1001, 100_000, 100_001, 2**70, 1.5, True]),
+)
+bulk_keys = st.sampled_from(
+    ["status", "func_name", "since", "until", "limit", "dry_run", "confirm"]
+) | st.text(max_size=8)
+bulk_bodies = st.one_of(
+    st.dictionaries(bulk_keys, bulk_values, max_size=5).map(
+        lambda body: json.dumps(body).encode("utf-8", "surrogatepass")
+    ),
+    json_values.map(lambda value: json.dumps(value).encode("utf-8", "surrogatepass")),
+    st.binary(max_size=200),
+)
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    path=st.sampled_from(["/tasks/bulk/retry", "/tasks/bulk/purge"]),
+    body=bulk_bodies,
+    bearer=st.sampled_from([True, True, False]),
+)
+@example(path="/tasks/bulk/purge", body=b'{"until": "0001-01-01T00:00:00-23:59"}', bearer=True)
+@example(path="/tasks/bulk/retry", body=b'{"since": "9999-12-31T23:59:59-23:59"}', bearer=True)
+@example(path="/tasks/bulk/retry", body=b'{"limit": 1e999}', bearer=True)
+async def test_hostile_bulk_bodies_get_a_4xx_or_an_answer(target, path, body, bearer):
+    headers = {"content-type": "application/json"}
+    if bearer:
+        headers["authorization"] = f"Bearer {TOKEN}"
+    response = await target.client.post(path, content=body, headers=headers)
+    assert response.status_code < 500, (body, response.status_code, response.text)
+    if not bearer:
+        assert response.status_code == 401
+    elif response.status_code == 200:
+        assert isinstance(response.json()["matched"], int)
+    ready = await target.client.get("/readyz")
+    assert ready.status_code == 200, (body, ready.json())

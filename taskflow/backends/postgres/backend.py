@@ -21,6 +21,8 @@ import asyncpg
 import orjson
 
 from taskflow.backends.base import (
+    AUDIT_KEEP_ENTRIES,
+    AUDIT_KEEP_SECONDS,
     CANCEL_BATCH,
     CANCEL_REQUEST_TTL,
     BackendError,
@@ -28,7 +30,14 @@ from taskflow.backends.base import (
     InstanceInfo,
     SnapshotBackend,
 )
-from taskflow.backends.codec import KEY_HOLDER_VALUES, LIVE_VALUES, TERMINAL_VALUES, RecordCodec
+from taskflow.backends.codec import (
+    KEY_HOLDER_VALUES,
+    LIVE_VALUES,
+    TERMINAL_VALUES,
+    RecordCodec,
+    decode_audit,
+    encode_audit,
+)
 from taskflow.backends.postgres.schema import (
     SCHEMA_VERSION,
     check_name,
@@ -37,8 +46,8 @@ from taskflow.backends.postgres.schema import (
     too_new,
 )
 from taskflow.backends.urls import mask_url
-from taskflow.models import TaskRecord, TaskStatus, epoch
-from taskflow.query import Page, TaskQuery, make_page, sort_ts
+from taskflow.models import AuditEntry, TaskRecord, TaskStatus, epoch
+from taskflow.query import Page, Selection, TaskQuery, make_page, sort_ts
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +268,45 @@ class PostgresBackend(SnapshotBackend):
             {str(k): int(n) for k, n in by_status}, {str(k): int(n) for k, n in by_func}
         )
 
+    async def count_selected(self, selection: Selection) -> int:
+        sql, params = self._sql.selected(selection, "SELECT count(*)")
+        with self._errors("count"):
+            return int(await self._require().fetchval(sql, *params))
+
+    async def purge(self, selection: Selection, limit: int) -> int:
+        """Delete the ``limit`` oldest matching finished rows in one statement."""
+        if limit <= 0:
+            return 0
+        sql, params = self._sql.selected(selection, "SELECT task_id", order_limit=limit)
+        with self._errors("purge"):
+            status = await self._require().execute(
+                f"DELETE FROM {self._sql.tasks} WHERE task_id IN ({sql})", *params
+            )
+        removed = _count(status)
+        if removed:
+            logger.info("purged %d finished tasks from %s", removed, self.describe())
+        return removed
+
+    # -- the audit trail -------------------------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        at = entry.at.timestamp()
+        sql = self._sql
+        with self._errors("audit"):
+            async with self._require().acquire() as conn, conn.transaction():
+                await conn.execute(sql.audit_append, entry.entry_id, at, encode_audit(entry))
+                await conn.execute(sql.audit_trim_older, at - AUDIT_KEEP_SECONDS)
+                await conn.execute(sql.audit_trim_beyond, AUDIT_KEEP_ENTRIES)
+
+    async def audit_entries(self, limit: int, before: str | None = None) -> list[AuditEntry]:
+        with self._errors("audit read"):
+            if before is None:
+                rows = await self._require().fetch(self._sql.audit_newest, limit)
+            else:
+                rows = await self._require().fetch(self._sql.audit_before, before, limit)
+        decoded = (decode_audit(str(row[0])) for row in rows)
+        return [entry for entry in decoded if entry is not None]
+
     # -- the cluster -----------------------------------------------------------------------
 
     async def heartbeat(self, info: InstanceInfo) -> None:
@@ -427,7 +475,45 @@ class Statements:
         self.cancel_position = f"SELECT coalesce(max(seq), 0) FROM {cancels}"
         self.cancel_requests = f"""SELECT seq, task_id FROM {cancels} WHERE seq > $1
             ORDER BY seq LIMIT $2"""
+        audit = f"{schema}.audit"
+        self.audit_append = f"""INSERT INTO {audit} (entry_id, at_ts, data) VALUES ($1, $2, $3)
+            ON CONFLICT (entry_id) DO NOTHING"""
+        self.audit_trim_older = f"DELETE FROM {audit} WHERE at_ts < $1"
+        self.audit_trim_beyond = f"""DELETE FROM {audit} WHERE entry_id <= (
+            SELECT entry_id FROM {audit} ORDER BY entry_id DESC LIMIT 1 OFFSET $1)"""
+        self.audit_newest = f"SELECT data FROM {audit} ORDER BY entry_id DESC LIMIT $1"
+        self.audit_before = f"""SELECT data FROM {audit} WHERE entry_id < $1
+            ORDER BY entry_id DESC LIMIT $2"""
         self._tasks = tasks
+        self._terminal = terminal
+
+    @property
+    def tasks(self) -> str:
+        """The qualified name of the records' table."""
+        return self._tasks
+
+    def selected(
+        self, selection: Selection, head: str, *, order_limit: int | None = None
+    ) -> tuple[str, list[Any]]:
+        """``head`` (a SELECT list) over the finished rows ``selection`` matches; with
+        ``order_limit``, only that many, oldest first."""
+        params: list[Any] = [list(selection.status_values)]
+        where = [f"status IN {self._terminal}", "status = ANY($1::text[])"]
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        if selection.func_name is not None:
+            where.append(f"func_name = {bind(selection.func_name)}")
+        if selection.since is not None:
+            where.append(f"sort_ts >= {bind(selection.since.timestamp())}")
+        if selection.until is not None:
+            where.append(f"sort_ts <= {bind(selection.until.timestamp())}")
+        sql = f"{head} FROM {self._tasks} WHERE {' AND '.join(where)}"
+        if order_limit is not None:
+            sql += f" ORDER BY sort_ts, task_id LIMIT {bind(order_limit)}"
+        return sql, params
 
     def select(self, query: TaskQuery, after: tuple[float, str] | None) -> tuple[str, list[Any]]:
         """The SELECT serving ``query``, newest first; its LIMIT is the last parameter."""

@@ -16,7 +16,7 @@ from taskflow.backends.base import BackendError
 from taskflow.backends.codec import LIVE_VALUES
 
 #: Schema this code reads and writes; a store with a lower version is migrated on open.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: A schema name users may give: a plain SQL identifier (it is written into the statements).
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -79,6 +79,18 @@ def migrations(schema: str) -> dict[int, tuple[str, ...]]:
                 requested_ts double precision NOT NULL  -- pruned past CANCEL_REQUEST_TTL
             )
             """,
+        ),
+        # Version 3: the audit trail of admin actions, newest by entry id (ids begin with the
+        # time); at_ts serves the trimming by age.
+        2: (
+            f"""
+            CREATE TABLE {schema}.audit (
+                entry_id text PRIMARY KEY,
+                at_ts    double precision NOT NULL,
+                data     text NOT NULL
+            )
+            """,
+            f"CREATE INDEX audit_by_time ON {schema}.audit (at_ts)",
         ),
     }
 

@@ -23,6 +23,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 from taskflow.backends.base import (
+    AUDIT_KEEP_ENTRIES,
+    AUDIT_KEEP_SECONDS,
     CANCEL_BATCH,
     CANCEL_REQUEST_TTL,
     BackendError,
@@ -30,14 +32,14 @@ from taskflow.backends.base import (
     InstanceInfo,
     SnapshotBackend,
 )
-from taskflow.backends.codec import RecordCodec
+from taskflow.backends.codec import RecordCodec, decode_audit, encode_audit
 from taskflow.backends.redis import scripts
 from taskflow.backends.redis.keys import CANCEL_STREAM_MAXLEN, DEFAULT_PREFIX, RedisKeys
 from taskflow.backends.redis.pack import with_hiredis_packing
 from taskflow.backends.redis.stream import call_streamed
 from taskflow.backends.urls import mask_url
-from taskflow.models import TaskRecord, TaskStatus, epoch
-from taskflow.query import Page, TaskQuery, make_page, sort_ts
+from taskflow.models import AuditEntry, TaskRecord, TaskStatus, epoch
+from taskflow.query import Page, Selection, TaskQuery, make_page, sort_ts
 
 #: Most records one save script call carries (see :meth:`RedisBackend.save`). A larger batch
 #: goes as several calls streamed on one connection: while Redis runs one, this process encodes
@@ -135,7 +137,7 @@ class RedisBackend(SnapshotBackend):
         client = Redis(connection_pool=pool)
         self._scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("SAVE", "PAGE", "PRUNE", "CLAIM_LIVE", "EXPIRE_INSTANCES")
+            for name in ("SAVE", "PAGE", "PRUNE", "PURGE", "CLAIM_LIVE", "EXPIRE_INSTANCES")
         }
         self._client = client
         logger.info("Redis history at %s", self.describe())
@@ -367,6 +369,35 @@ class RedisBackend(SnapshotBackend):
             {f: n for f, n in by_func.items() if n},
         )
 
+    async def count_selected(self, selection: Selection) -> int:
+        low, high = _score_range(selection)
+        with self._errors("count"):
+            async with self._require().pipeline(transaction=False) as pipe:
+                for index in self._selected_indexes(selection):
+                    pipe.zcount(index, low, high)
+                return sum(int(n) for n in await pipe.execute())
+
+    async def purge(self, selection: Selection, limit: int) -> int:
+        """Remove the ``limit`` oldest matching finished records with all their index entries,
+        in atomic script calls of at most :data:`PRUNE_CHUNK` records."""
+        low, high = _score_range(selection)
+        keys = [*self._selected_indexes(selection), self.keys.funcs]
+        removed = 0
+        while removed < limit:
+            chunk = min(PRUNE_CHUNK, limit - removed)
+            args = [*self.keys.script_prefixes, low, high, chunk]
+            n, examined = await self._script("purge", "PURGE", keys, args)
+            removed += int(n)
+            if int(examined) < chunk or not int(n):
+                break
+        if removed:
+            logger.info("purged %d finished tasks from %s", removed, self.describe())
+        return removed
+
+    def _selected_indexes(self, selection: Selection) -> list[str]:
+        func = selection.func_name
+        return [self.keys.index(TaskStatus(s), func) for s in selection.status_values]
+
     async def _collect(
         self,
         indexes: list[str],
@@ -418,6 +449,29 @@ class RedisBackend(SnapshotBackend):
         except (RedisError, OSError) as exc:
             raise BackendError(f"Redis {action} failed on {self.describe()}: {exc}") from exc
 
+    # -- the audit trail (see keys.AUDIT) ----------------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        """Add the entry and trim by age and count in one MULTI/EXEC."""
+        cutoff_ms = int((entry.at.timestamp() - AUDIT_KEEP_SECONDS) * 1000)
+        key = self.keys.audit
+        with self._errors("audit"):
+            async with self._require().pipeline(transaction=True) as pipe:
+                pipe.zadd(key, {f"{entry.entry_id}|{encode_audit(entry)}": 0})
+                # Ids begin with 12 hex digits of milliseconds: older entries sort below.
+                pipe.zremrangebylex(key, "-", f"({max(cutoff_ms, 0):012x}")
+                pipe.zremrangebyrank(key, 0, -AUDIT_KEEP_ENTRIES - 1)
+                await pipe.execute()
+
+    async def audit_entries(self, limit: int, before: str | None = None) -> list[AuditEntry]:
+        high = "+" if before is None else f"({before}"
+        with self._errors("audit read"):
+            members = await self._require().zrange(
+                self.keys.audit, high, "-", desc=True, bylex=True, offset=0, num=limit
+            )
+        decoded = (decode_audit(str(member).partition("|")[2]) for member in members)
+        return [entry for entry in decoded if entry is not None]
+
     # -- revoked dashboard sessions (see SnapshotBackend) -----------------------------------
 
     async def revoke_session(self, session_id: str, expires_at: datetime) -> None:
@@ -468,6 +522,13 @@ def check_url(url: str) -> None:
         parse_url(url)  # the options redis-py reads from the query string
     except ValueError as exc:
         raise ValueError(f"Redis URL {shown!r}: {exc}") from None
+
+
+def _score_range(selection: Selection) -> tuple[str, str]:
+    """The lowest and highest index score of a selection (sort times, inclusive)."""
+    low = "-inf" if selection.since is None else repr(selection.since.timestamp())
+    high = "+inf" if selection.until is None else repr(selection.until.timestamp())
+    return low, high
 
 
 def instance_info(instance_id: str, data: str, heartbeat: float | None) -> InstanceInfo:

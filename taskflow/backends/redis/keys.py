@@ -51,6 +51,10 @@ CANCELS = "cancels"
 #: Entries the cancellation stream keeps at least (``XADD ... MAXLEN ~``): far more than arrive
 #: within CANCEL_REQUEST_TTL in any deployment we know, and a few hundred KiB at most.
 CANCEL_STREAM_MAXLEN = 10_000
+#: Sorted set of the audit trail, every member scored 0 and ordered by its text:
+#: ``<entry id>|<JSON>``, so entry ids (which begin with the time) order it, a page is one
+#: ZRANGE BYLEX, and trimming by age is one ZREMRANGEBYLEX up to the cut-off time's id prefix.
+AUDIT = "audit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,10 @@ class RedisKeys:
     @property
     def heartbeats(self) -> str:
         return self.base + HEARTBEATS
+
+    @property
+    def audit(self) -> str:
+        return self.base + AUDIT
 
     def revoked(self, session_id: str) -> str:
         return self.base + REVOKED + session_id

@@ -316,6 +316,56 @@ end
 return #ids
 """.replace("__STATUSES__", _lua_list(tuple(s.value for s in TaskStatus)))
 
+#: KEYS: the indexes of a selection (one per status: idx:status:<s>, or idx:sf:<s>:<function>),
+#: then the function set. ARGV: RedisKeys.script_prefixes, the lowest and highest score ("-inf",
+#: "+inf" or a number) and the most to remove. Removes the oldest finished records of the union,
+#: each with every index entry naming it (a member whose record is live is left alone; one whose
+#: record is missing is dropped from the index). Returns {removed, members examined}.
+PURGE = """
+local task_p, status_p, sf_p = ARGV[1], ARGV[2], ARGV[3]
+local low, high, limit = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local terminal, statuses = __TERMINAL__, __STATUSES__
+local funcs_key = KEYS[#KEYS]
+local found = {}
+for k = 1, #KEYS - 1 do
+  local oldest = redis.call('ZRANGE', KEYS[k], low, high, 'BYSCORE', 'LIMIT', 0, limit,
+    'WITHSCORES')
+  for i = 1, #oldest, 2 do found[#found + 1] = {oldest[i], tonumber(oldest[i + 1]), KEYS[k]} end
+end
+table.sort(found, function(a, b)
+  if a[2] ~= b[2] then return a[2] < b[2] end
+  return a[1] < b[1]
+end)
+local removed, examined, gone = 0, 0, {}
+for i = 1, math.min(limit, #found) do
+  local id = found[i][1]
+  examined = examined + 1
+  local got = redis.call('HMGET', task_p .. id, 'status', 'func_name')
+  if not got[1] then
+    redis.call('ZREM', found[i][3], id)
+  elseif terminal[got[1]] then
+    local fn = got[2]
+    redis.call('DEL', task_p .. id)
+    for _, st in ipairs(statuses) do
+      redis.call('ZREM', status_p .. st, id)
+      if fn then redis.call('ZREM', sf_p .. st .. ':' .. fn, id) end
+    end
+    if fn then gone[fn] = true end
+    removed = removed + 1
+  end
+end
+for fn in pairs(gone) do
+  local used = false
+  for _, st in ipairs(statuses) do
+    if redis.call('EXISTS', sf_p .. st .. ':' .. fn) == 1 then used = true end
+  end
+  if not used then redis.call('SREM', funcs_key, fn) end
+end
+return {removed, examined}
+""".replace("__TERMINAL__", _lua_set(TERMINAL_VALUES)).replace(
+    "__STATUSES__", _lua_list(tuple(s.value for s in TaskStatus))
+)
+
 #: KEYS: live:<owner>, live:<new owner>, owners. ARGV: record hash prefix, owner, new owner,
 #: most to claim ("" for all). Moves live records from one owner to the other and returns
 #: id, data pairs of the records moved; members whose record is no longer live are dropped.

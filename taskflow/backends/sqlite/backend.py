@@ -21,7 +21,7 @@ import aiosqlite
 
 from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
 from taskflow.backends.codec import RecordCodec
-from taskflow.backends.sqlite import cluster, sessions
+from taskflow.backends.sqlite import audit, cluster, sessions
 from taskflow.backends.sqlite.schema import check_identity, not_taskflow, prepare_schema
 from taskflow.backends.sqlite.sql import (
     COUNT_BY_FUNC,
@@ -29,7 +29,9 @@ from taskflow.backends.sqlite.sql import (
     PRUNE_BEYOND,
     PRUNE_OLDER,
     UPSERT,
+    count_selected_sql,
     owners_refused,
+    purge_sql,
     read_row,
     select_sql,
     task_row,
@@ -45,8 +47,8 @@ from taskflow.backends.sqlite.txn import (
 )
 from taskflow.backends.sqlite.wal import SAFETY_AUTOCHECKPOINT_PAGES, Checkpointer
 from taskflow.backends.urls import mask_url
-from taskflow.models import TaskRecord, epoch
-from taskflow.query import Page, TaskQuery, make_page
+from taskflow.models import AuditEntry, TaskRecord, epoch
+from taskflow.query import Page, Selection, TaskQuery, make_page
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +245,33 @@ class SqliteBackend(SnapshotBackend):
             )
 
         return await self._run("counts", lambda c: transaction(c, count, begin="BEGIN"))
+
+    async def count_selected(self, selection: Selection) -> int:
+        sql, params = count_selected_sql(selection)
+        rows = await self._run("count", fetchall(sql, params))
+        return int(rows[0][0])
+
+    async def purge(self, selection: Selection, limit: int) -> int:
+        """Delete the ``limit`` oldest matching finished rows in one transaction."""
+        if limit <= 0:
+            return 0
+        sql, params = purge_sql(selection, limit)
+
+        async def delete(conn: aiosqlite.Connection) -> int:
+            return int((await conn.execute(sql, params)).rowcount)
+
+        removed = await self._run("purge", delete, write=True)
+        if removed:
+            logger.info("purged %d finished tasks from %s", removed, self.path)
+        return removed
+
+    # -- the audit trail; the SQL lives in .audit ------------------------------------------
+
+    async def append_audit(self, entry: AuditEntry) -> None:
+        await self._run("audit", lambda c: audit.append(c, entry), write=True)
+
+    async def audit_entries(self, limit: int, before: str | None = None) -> list[AuditEntry]:
+        return await self._run("audit read", lambda c: audit.entries(c, limit, before))
 
     # -- the cluster (see SnapshotBackend); the SQL lives in .cluster ------------------
 

@@ -13,7 +13,7 @@ from taskflow.backends.base import BackendError
 from taskflow.backends.sqlite.sql import LIVE_SQL
 
 #: Schema this code reads and writes; files with a lower version are migrated on open.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Stored in the file header (``PRAGMA application_id``): the bytes "TFK1".
 APPLICATION_ID = 0x54464B31
 
@@ -128,12 +128,26 @@ _CREATE_V4 = (
     """,
 )
 
+# Version 5: the audit trail of admin actions (see taskflow.backends.sqlite.audit), newest by
+# entry id (ids begin with the time); at_ts serves the trimming by age.
+_CREATE_V5 = (
+    """
+    CREATE TABLE IF NOT EXISTS audit (
+        entry_id TEXT PRIMARY KEY NOT NULL,
+        at_ts    REAL NOT NULL,  -- epoch seconds of the action
+        data     TEXT NOT NULL   -- JSON of AuditEntry.to_dict()
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at_ts)",
+)
+
 #: Statements that take a file from version ``n`` (the key) to ``n + 1``.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: _CREATE_V1,
     1: _CREATE_V2,
     2: _CREATE_V3,
     3: _CREATE_V4,
+    4: _CREATE_V5,
 }
 
 

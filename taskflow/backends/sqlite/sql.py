@@ -10,7 +10,7 @@ import orjson
 
 from taskflow.backends.codec import KEY_HOLDER_VALUES, LIVE_VALUES, TERMINAL_VALUES, RecordCodec
 from taskflow.models import TaskRecord
-from taskflow.query import TaskQuery, sort_ts
+from taskflow.query import Selection, TaskQuery, sort_ts
 
 
 def sql_list(values: tuple[str, ...]) -> str:
@@ -108,6 +108,38 @@ def select_sql(query: TaskQuery, after: tuple[float, str] | None = None) -> tupl
         source = "task_tags t JOIN tasks ON tasks.task_id = t.task_id"
         return f"SELECT {columns} FROM {source}{filters} {order}", params
     return f"SELECT {READ_COLUMNS}, sort_ts FROM tasks{filters} {order}", params
+
+
+def selection_sql(selection: Selection) -> tuple[str, list[Any]]:
+    """The WHERE clause (without the keyword) of the finished rows ``selection`` matches.
+
+    The terminal condition is always there, so a bulk action never touches a live row.
+    """
+    statuses = selection.status_values
+    where = [f"status IN ({_TERMINAL})", f"status IN ({', '.join('?' * len(statuses))})"]
+    params: list[Any] = list(statuses)
+    if selection.func_name is not None:
+        where.append("func_name = ?")
+        params.append(selection.func_name)
+    if selection.since is not None:
+        where.append("sort_ts >= ?")
+        params.append(selection.since.timestamp())
+    if selection.until is not None:
+        where.append("sort_ts <= ?")
+        params.append(selection.until.timestamp())
+    return " AND ".join(where), params
+
+
+def count_selected_sql(selection: Selection) -> tuple[str, list[Any]]:
+    where, params = selection_sql(selection)
+    return f"SELECT COUNT(*) FROM tasks WHERE {where}", params
+
+
+def purge_sql(selection: Selection, limit: int) -> tuple[str, list[Any]]:
+    """Delete the ``limit`` oldest rows ``selection`` matches (walked on the status index)."""
+    where, params = selection_sql(selection)
+    oldest = f"SELECT task_id FROM tasks WHERE {where} ORDER BY sort_ts, task_id LIMIT ?"
+    return f"DELETE FROM tasks WHERE task_id IN ({oldest})", [*params, limit]
 
 
 def task_row(codec: RecordCodec, record: TaskRecord) -> tuple[Any, ...]:

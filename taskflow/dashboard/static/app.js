@@ -22,7 +22,7 @@
   const controls = window.taskflowControls || { row() {}, detail() {} };
 
   const state = {
-    filters: { status: "", func: "", instance: "", id: "", tags: [] },
+    filters: { status: "", func: "", instance: "", id: "", tags: [], since: "", until: "" },
     pageSize: 50,
     cursors: [null], // cursors[n] opens page n
     page: 0,
@@ -132,6 +132,8 @@
     if (f.instance) params.set("instance_id", f.instance);
     if (f.id) params.set("id_contains", f.id);
     for (const tag of f.tags) params.append("tag", tag);
+    if (f.since) params.set("since", f.since);
+    if (f.until) params.set("until", f.until);
     if (cursor) params.set("cursor", cursor);
     return `?${params}`;
   }
@@ -140,7 +142,9 @@
     const f = state.filters;
     return (!f.status || rec.status === f.status) && (!f.func || rec.func_name === f.func)
       && (!f.instance || rec.instance_id === f.instance) && (!f.id || rec.task_id.includes(f.id))
-      && f.tags.every((tag) => { const at = tag.indexOf(":"); return (rec.tags || {})[tag.slice(0, at)] === tag.slice(at + 1); });
+      && f.tags.every((tag) => { const at = tag.indexOf(":"); return (rec.tags || {})[tag.slice(0, at)] === tag.slice(at + 1); })
+      && (!f.since || sortTime(rec) >= Date.parse(f.since))
+      && (!f.until || sortTime(rec) <= Date.parse(f.until));
   }
 
   let loadSeq = 0;
@@ -517,6 +521,9 @@
     return () => { clearTimeout(timer); timer = setTimeout(fn, ms); };
   }
 
+  // A datetime-local value is the browser's local time: the API gets it as UTC ISO 8601.
+  const isoOf = (local) => (local && !Number.isNaN(Date.parse(local)) ? new Date(local).toISOString() : "");
+
   function readFilters() {
     state.filters = {
       status: $("f-status").value,
@@ -524,6 +531,8 @@
       instance: $("f-instance").value.trim(),
       id: $("f-id").value.trim().toLowerCase(),
       tags: $("f-tag").value.split(",").map((tag) => tag.trim()).filter(Boolean),
+      since: isoOf($("f-since").value),
+      until: isoOf($("f-until").value),
     };
     resetPaging();
     loadPage();
@@ -536,9 +545,12 @@
     $("f-instance").addEventListener("input", typed);
     $("f-id").addEventListener("input", typed);
     $("f-tag").addEventListener("input", typed);
+    $("f-since").addEventListener("change", readFilters);
+    $("f-until").addEventListener("change", readFilters);
+    document.addEventListener("taskflow:refresh", refresh); // admin.js after a bulk action
     $("filters").addEventListener("submit", (event) => { event.preventDefault(); readFilters(); });
     $("f-clear").addEventListener("click", () => {
-      for (const id of ["f-status", "f-func", "f-instance", "f-id", "f-tag"]) $(id).value = "";
+      for (const id of ["f-status", "f-func", "f-instance", "f-id", "f-tag", "f-since", "f-until"]) $(id).value = "";
       readFilters();
     });
     $("page-size").addEventListener("change", () => {

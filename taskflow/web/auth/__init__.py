@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from taskflow.web.auth.guard import (
     BEARER,
+    CREDENTIAL_STATE,
     UNSAFE_METHODS,
     AdminAuth,
     Credential,
@@ -32,6 +33,7 @@ from taskflow.web.auth.sessions import (
 __all__ = [
     "BEARER",
     "CLOCK_SKEW",
+    "CREDENTIAL_STATE",
     "CSRF_COOKIE",
     "CSRF_HEADER",
     "SESSION_COOKIE",

@@ -43,6 +43,9 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: How a request proved it knows the token: the bearer header, or its session.
 BEARER: Literal["bearer"] = "bearer"
 Credential = Session | Literal["bearer"]
+#: Where :meth:`AdminAuth.guard` leaves the request's credential (``request.state``), for the
+#: audit trail to name who acted (see :mod:`taskflow.web.audit`).
+CREDENTIAL_STATE = "taskflow_credential"
 
 
 def _digest(text: str) -> bytes:
@@ -206,12 +209,14 @@ class AdminAuth:
             )
         if isinstance(credential, Session) and unsafe and not self.csrf_ok(request):
             raise HTTPException(403, f"missing or wrong CSRF token ({CSRF_HEADER} header)")
+        setattr(request.state, CREDENTIAL_STATE, credential)
         return credential
 
     # -- cookies ---------------------------------------------------------------------------
 
-    def start_session(self, response: Response, request: Request, path: str) -> None:
-        """Set the session and CSRF cookies, scoped to the admin ``path`` (root path included)."""
+    def start_session(self, response: Response, request: Request, path: str) -> Session | None:
+        """Set the session and CSRF cookies, scoped to the admin ``path`` (root path included);
+        returns the new session."""
         session = self.new_session()
         secure = request.scope.get("scheme") == "https"
         for name, value, http_only in (
@@ -227,6 +232,8 @@ class AdminAuth:
                 httponly=http_only,
                 samesite="strict",
             )
+        assert self._signer is not None
+        return self._signer.parse(session)
 
     async def end_session(self, response: Response, request: Request, path: str) -> None:
         """Revoke the request's session on every instance, then clear its cookies.
