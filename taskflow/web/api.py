@@ -142,13 +142,14 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C9
             409: {"description": "Finished already, or cannot be reached"},
         },
     )
-    async def cancel_task(task_id: str) -> JSONResponse:
+    async def cancel_task(task_id: str, request: Request) -> JSONResponse:
         try:
             record = await manager.cancel(task_id)
         except KeyError:
             raise HTTPException(status_code=404, detail=f"task {task_id} not found") from None
         except CancelRefused as exc:
             raise HTTPException(status_code=409, detail=str(exc)) from None
+        await audit.record(manager, request, "cancel", f"task {task_id}")
         status, owner = record.status.value, record.instance_id
         return JSONResponse(
             {"task_id": task_id, "status": status, "instance_id": owner}, status_code=202
