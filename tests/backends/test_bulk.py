@@ -96,3 +96,16 @@ async def test_a_purge_is_seen_by_every_instance(backend: SnapshotBackend, store
     counts = await backend.counts()
     assert counts.by_status == {"success": 1}
     assert await backend.purge(select(), 0) == 0
+
+
+async def test_a_purge_takes_the_records_out_of_their_tags_listings(
+    backend: SnapshotBackend, store: Store
+) -> None:
+    records = [rec("old", at=1), rec("new", at=5)]
+    for record in records:
+        record.tags = {"tenant": "acme"}
+    await backend.save(records)
+    assert await backend.purge(select(until=T0 + timedelta(seconds=2)), 100) == 1
+    page = await backend.query(TaskQuery.build(tags=["tenant:acme"]))
+    assert ids(page.records) == ["new"]
+    assert await store.problems() == []

@@ -385,7 +385,7 @@ class RedisBackend(SnapshotBackend):
         removed = 0
         while removed < limit:
             chunk = min(PRUNE_CHUNK, limit - removed)
-            args = [*self.keys.script_prefixes, low, high, chunk]
+            args = [*self.keys.script_prefixes, low, high, chunk, self.keys.tag_prefix]
             n, examined = await self._script("purge", "PURGE", keys, args)
             removed += int(n)
             if int(examined) < chunk or not int(n):

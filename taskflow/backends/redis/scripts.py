@@ -318,12 +318,12 @@ return #ids
 
 #: KEYS: the indexes of a selection (one per status: idx:status:<s>, or idx:sf:<s>:<function>),
 #: then the function set. ARGV: RedisKeys.script_prefixes, the lowest and highest score ("-inf",
-#: "+inf" or a number) and the most to remove. Removes the oldest finished records of the union,
-#: each with every index entry naming it (a member whose record is live is left alone; one whose
+#: "+inf" or a number), the most to remove and the tag index prefix (idx:tag:). Removes the oldest
+#: finished records of the union, each with every index entry naming it, its tags' included (a member whose record is live is left alone; one whose
 #: record is missing is dropped from the index). Returns {removed, members examined}.
 PURGE = """
 local task_p, status_p, sf_p = ARGV[1], ARGV[2], ARGV[3]
-local low, high, limit = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local low, high, limit, tag_p = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local terminal, statuses = __TERMINAL__, __STATUSES__
 local funcs_key = KEYS[#KEYS]
 local found = {}
@@ -340,12 +340,15 @@ local removed, examined, gone = 0, 0, {}
 for i = 1, math.min(limit, #found) do
   local id = found[i][1]
   examined = examined + 1
-  local got = redis.call('HMGET', task_p .. id, 'status', 'func_name')
+  local got = redis.call('HMGET', task_p .. id, 'status', 'func_name', 'tags')
   if not got[1] then
     redis.call('ZREM', found[i][3], id)
   elseif terminal[got[1]] then
     local fn = got[2]
     redis.call('DEL', task_p .. id)
+    if got[3] then
+      for tag in string.gmatch(got[3], '[^\\n]+') do redis.call('ZREM', tag_p .. tag, id) end
+    end
     for _, st in ipairs(statuses) do
       redis.call('ZREM', status_p .. st, id)
       if fn then redis.call('ZREM', sf_p .. st .. ':' .. fn, id) end
