@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
+from datetime import datetime
 from typing import Any
 
 from taskflow.arguments import keep_arguments
@@ -25,6 +26,10 @@ from taskflow.tasks import TaskDefinition, TaskRegistry
 
 #: What starts an accepted task when awaited.
 Starter = Callable[[], Awaitable[None]]
+#: Stores a delayed task: (function, args, kwargs, run_at, countdown) -> its id.
+Delayer = Callable[
+    [Callable[..., Any], tuple[Any, ...], dict[str, Any], "datetime | None", "float | None"], str
+]
 
 
 class _Done:
@@ -80,6 +85,9 @@ class Acceptor:
         self.display_args = False
         #: The manager's event loop while it runs: listeners are called on it.
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: Stores a delayed task (``add_task(..., run_at=...)``) and returns its id: the
+        #: manager's scheduler, set by the manager.
+        self.delay: Delayer | None = None
 
     @property
     def persistent(self) -> bool:
@@ -95,6 +103,9 @@ class Acceptor:
         retry_of: str | None = None,
         idempotency_key: str | None = None,
         held: bool = False,
+        task_id: str | None = None,
+        schedule: str | None = None,
+        scheduled_for: datetime | None = None,
     ) -> tuple[TaskRecord, Starter]:
         """Create a pending record; the returned starter (usually a :class:`Launch`) starts the
         task when awaited.
@@ -104,10 +115,12 @@ class Acceptor:
         derived from the key; while a task with that id is pending, running or succeeded
         anywhere, no second one runs (claimed atomically in the backend by the launch).
         ``held``: the task belongs to a request whose response will accept it (durable
-        acceptance): its record is kept out of writes until then.
+        acceptance): its record is kept out of writes until then. ``task_id`` (a periodic run,
+        whose id was claimed with its tick), ``schedule`` and ``scheduled_for`` are stored on
+        the record as given.
         """
         definition = self.registry.for_func(func)
-        task_id = new_task_id()
+        task_id = task_id or new_task_id()
         if idempotency_key is not None:
             task_id = idempotent_task_id(idempotency_key)
             known = self.store.get(task_id)
@@ -119,6 +132,8 @@ class Acceptor:
             instance_id=self.instance_id(),
             retry_of=retry_of,
             idempotency_key=idempotency_key,
+            schedule=schedule,
+            scheduled_for=scheduled_for,
         )
         call = self._call(record, definition, args, kwargs)
         claim = idempotency_key is not None and self.claims is not None

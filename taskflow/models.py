@@ -11,8 +11,10 @@ from typing import Any
 
 
 class TaskStatus(str, Enum):
-    """Lifecycle of a task: ``pending -> running -> success | failed | interrupted``."""
+    """Lifecycle of a task: ``pending -> running -> success | failed | interrupted``; a delayed
+    one-off task is ``scheduled`` until its time comes (then ``pending``)."""
 
+    SCHEDULED = "scheduled"
     PENDING = "pending"
     RUNNING = "running"
     SUCCESS = "success"
@@ -97,6 +99,10 @@ class TaskRecord:
     #: This record is a late result of task ``late_of``: this instance ran it, but was declared
     #: gone meanwhile and another instance took the task over (see docs/operations.md).
     late_of: str | None = None
+    #: The schedule this run belongs to (a periodic schedule's name), see docs/schedules.md.
+    schedule: str | None = None
+    #: When it was due: the tick of a periodic schedule, the ``run_at`` of a delayed one-off.
+    scheduled_for: datetime | None = None
 
     @property
     def duration(self) -> float | None:
@@ -128,6 +134,8 @@ class TaskRecord:
             "idempotency_key": self.idempotency_key,
             "rerunnable": self.rerunnable,
             "late_of": self.late_of,
+            "schedule": self.schedule,
+            "scheduled_for": _iso(self.scheduled_for),
         }
         if include_args:
             data["args"] = self.args
@@ -159,4 +167,6 @@ class TaskRecord:
             rerunnable=bool(data.get("rerunnable")),
             sealed_args=_text(data.get("sealed_args")),
             late_of=_text(data.get("late_of")),
+            schedule=_text(data.get("schedule")),
+            scheduled_for=_parse_time(data.get("scheduled_for")),
         )
