@@ -11,7 +11,6 @@ docs/schedules.md for the semantics (catch-up policy, clock skew, what a kill lo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -184,8 +183,13 @@ class Scheduler:
                 logger.exception("taskflow scheduler round failed")
                 wait = self.poll_interval
             self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(wait, 0.0))
+            # asyncio.wait, not wait_for: on Python 3.11 wait_for loses a cancellation that
+            # arrives as the wake-up completes, and stop() would wait for this loop forever.
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=max(wait, 0.0))
+            finally:
+                waiter.cancel()
 
     async def round(self) -> float:
         """Claim and start what is due now; return the seconds until the next thing is due

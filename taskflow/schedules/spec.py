@@ -92,7 +92,7 @@ class Cron(ScheduleSpec):
         else:
             try:
                 self.zone = ZoneInfo(timezone_name)
-            except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
+            except (ZoneInfoNotFoundError, ValueError, TypeError, OSError, UnicodeError) as exc:
                 raise ValueError(f"timezone {timezone_name!r} is not a known time zone") from exc
         self.expression = expression
         self.timezone_name = timezone_name

@@ -60,9 +60,7 @@ async def test_ticks_keep_their_sub_second_time(backend: SnapshotBackend) -> Non
     assert await backend.claim_tick("fast", tick, "a")
     assert not await backend.claim_tick("fast", tick, "b")
     assert await backend.claim_tick("fast", tick + timedelta(milliseconds=100), "c")
-    assert (await backend.schedule_states())["fast"].last_tick == tick + timedelta(
-        milliseconds=100
-    )
+    assert (await backend.schedule_states())["fast"].last_tick == tick + timedelta(milliseconds=100)
 
 
 async def test_concurrent_claimers_of_one_tick_exactly_one_wins(store: Store) -> None:
@@ -80,7 +78,9 @@ async def test_concurrent_claimers_of_one_tick_exactly_one_wins(store: Store) ->
 
 async def test_concurrent_claimers_of_a_new_schedule_exactly_one_wins(store: Store) -> None:
     backends = await opened(store, 6)
-    wins = await asyncio.gather(*(b.claim_tick("new", TICK, str(i)) for i, b in enumerate(backends)))
+    wins = await asyncio.gather(
+        *(b.claim_tick("new", TICK, str(i)) for i, b in enumerate(backends))
+    )
     assert sum(wins) == 1
 
 
