@@ -1,4 +1,4 @@
-"""The JSON API under ``/tasks``: list, detail, metrics, retry."""
+"""The JSON API under ``/tasks``: list, detail, metrics, retry, schedules."""
 
 from __future__ import annotations
 
@@ -25,6 +25,44 @@ def present(manager: TaskManager, record: TaskRecord) -> dict[str, Any]:
     data = record.to_dict(include_args=manager.display_func_args)
     data["retryable"] = manager.can_retry(record)
     return data
+
+
+async def _set_paused(manager: TaskManager, name: str, paused: bool) -> dict[str, Any]:
+    try:
+        if paused:
+            await manager.pause_schedule(name)
+        else:
+            await manager.resume_schedule(name)
+    except KeyError:
+        raise HTTPException(status_code=404, detail=f"schedule {name!r} not found") from None
+    return {"name": name, "paused": paused}
+
+
+def add_schedule_routes(router: APIRouter, manager: TaskManager) -> None:
+    """``GET /schedules`` and ``POST /schedules/{name}/pause`` and ``/resume``."""
+
+    @router.get(
+        "/schedules",
+        summary="Periodic schedules: spec, next run, last run and its status, paused",
+    )
+    async def list_schedules() -> dict[str, Any]:
+        return {"items": [view.to_dict() for view in await manager.schedules()]}
+
+    @router.post(
+        "/schedules/{name}/pause",
+        summary="Pause a schedule on every instance",
+        responses={404: {"description": "Unknown schedule"}},
+    )
+    async def pause_schedule(name: str) -> dict[str, Any]:
+        return await _set_paused(manager, name, True)
+
+    @router.post(
+        "/schedules/{name}/resume",
+        summary="Resume a paused schedule (missed ticks follow its catch-up policy)",
+        responses={404: {"description": "Unknown schedule"}},
+    )
+    async def resume_schedule(name: str) -> dict[str, Any]:
+        return await _set_paused(manager, name, False)
 
 
 def build_router(manager: TaskManager, root: str = "") -> APIRouter:
@@ -66,6 +104,9 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:
     @router.get("/metrics", summary="Counts by status and function, durations, flush health")
     async def get_metrics() -> dict[str, Any]:
         return await metrics.collect(manager)
+
+    # Before /{task_id}, which would take "schedules" for a task id.
+    add_schedule_routes(router, manager)
 
     @router.get(
         "/{task_id}",
