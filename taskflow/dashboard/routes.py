@@ -21,6 +21,7 @@ logger = logging.getLogger("taskflow.web.auth")
 #: Files served under ``{path}/dashboard/``, with their media types (nothing else is).
 ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
+    "schedules.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
 }
