@@ -265,7 +265,7 @@ class TaskManager:
         timezone: str | None = None,
         name: str | None = None,
         catch_up: CatchUp = "once",
-        grace: timedelta = DEFAULT_GRACE,
+        grace: timedelta | float = DEFAULT_GRACE,
         args: Sequence[Any] = (),
         kwargs: dict[str, Any] | None = None,
         retries: int = 0,
@@ -278,7 +278,8 @@ class TaskManager:
         backend (once per process without one), as an ordinary task linked to its schedule.
 
         ``catch_up``: after a downtime, ``"once"`` runs the newest missed tick once, ``"skip"``
-        waits for the next tick unless the missed one is at most ``grace`` late; older missed
+        waits for the next tick unless the missed one is at most ``grace`` (a timedelta or
+        seconds) late; older missed
         ticks never run. The function is registered as a task (under ``name``, default its
         ``__name__``) with the retry policy given, unless ``@task`` registered it already.
         ``args`` and ``kwargs`` are passed to every run. See docs/schedules.md.
@@ -297,7 +298,7 @@ class TaskManager:
                 definition=definition,
                 spec=spec,
                 catch_up=catch_up,
-                grace=grace,
+                grace=grace if isinstance(grace, timedelta) else timedelta(seconds=grace),
                 args=tuple(args),
                 kwargs=dict(kwargs or {}),
             )

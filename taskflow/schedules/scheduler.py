@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from taskflow.arguments import keep_arguments
 from taskflow.backends.base import BackendError, HistoryBackend, ScheduleBackend, ScheduleState
+from taskflow.backends.codec import UnreadableRecord
 from taskflow.events import EventKind
 from taskflow.launch import DONE, Acceptor, Launch
 from taskflow.models import TaskRecord, TaskStatus, new_task_id, utcnow
@@ -281,7 +282,10 @@ class Scheduler:
             state = states.get(name) or ScheduleState(name)
             status = None
             if state.last_task_id is not None:
-                record = await history(state.last_task_id)
+                try:
+                    record = await history(state.last_task_id)
+                except (UnreadableRecord, BackendError, OSError):
+                    record = None  # the list still shows the schedule; its last status is unknown
                 status = record.status.value if record is not None else None
             views.append(
                 ScheduleView(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from taskflow.backends.base import BackendError
 from taskflow.backends.codec import UnreadableRecord
 from taskflow.models import TaskRecord
 from taskflow.query import MAX_LIMIT, InvalidQuery, TaskQuery
@@ -35,7 +36,14 @@ async def _set_paused(manager: TaskManager, name: str, paused: bool) -> dict[str
             await manager.resume_schedule(name)
     except KeyError:
         raise HTTPException(status_code=404, detail=f"schedule {name!r} not found") from None
+    except BackendError as exc:
+        raise _unavailable(exc) from None
     return {"name": name, "paused": paused}
+
+
+def _unavailable(exc: BackendError) -> HTTPException:
+    # Schedules live in the backend: without it there is nothing true to show or change.
+    return HTTPException(status_code=503, detail=f"the schedules backend does not answer: {exc}")
 
 
 def add_schedule_routes(router: APIRouter, manager: TaskManager) -> None:
@@ -44,14 +52,19 @@ def add_schedule_routes(router: APIRouter, manager: TaskManager) -> None:
     @router.get(
         "/schedules",
         summary="Periodic schedules: spec, next run, last run and its status, paused",
+        responses={503: {"description": "The backend does not answer"}},
     )
     async def list_schedules() -> dict[str, Any]:
-        return {"items": [view.to_dict() for view in await manager.schedules()]}
+        try:
+            views = await manager.schedules()
+        except BackendError as exc:
+            raise _unavailable(exc) from None
+        return {"items": [view.to_dict() for view in views]}
 
     @router.post(
         "/schedules/{name}/pause",
         summary="Pause a schedule on every instance",
-        responses={404: {"description": "Unknown schedule"}},
+        responses={404: {"description": "Unknown schedule"}, 503: {"description": "No backend"}},
     )
     async def pause_schedule(name: str) -> dict[str, Any]:
         return await _set_paused(manager, name, True)
@@ -59,7 +72,7 @@ def add_schedule_routes(router: APIRouter, manager: TaskManager) -> None:
     @router.post(
         "/schedules/{name}/resume",
         summary="Resume a paused schedule (missed ticks follow its catch-up policy)",
-        responses={404: {"description": "Unknown schedule"}},
+        responses={404: {"description": "Unknown schedule"}, 503: {"description": "No backend"}},
     )
     async def resume_schedule(name: str) -> dict[str, Any]:
         return await _set_paused(manager, name, False)

@@ -78,3 +78,19 @@ async def test_hostile_schedule_names_get_a_4xx(
     path = f"/tasks/schedules/{quote(name, safe='')}/{action}"
     response = await client.post(path, headers=AUTH)
     assert 400 <= response.status_code < 500, (name, response.status_code)
+
+
+async def test_an_unreachable_backend_is_a_503_not_a_500() -> None:
+    from taskflow.backends.redis import RedisBackend
+
+    manager = TaskManager(snapshot_backend=RedisBackend("redis://127.0.0.1:1/0"))
+    app = FastAPI()
+    TaskAdmin(app, manager)
+    manager.schedule(every=60, name="tick")(lambda: None)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            listed = await http.get("/tasks/schedules")
+            paused = await http.post("/tasks/schedules/tick/pause")
+    assert listed.status_code == paused.status_code == 503
+    assert "does not answer" in listed.json()["detail"]
