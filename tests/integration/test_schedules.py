@@ -71,3 +71,10 @@ def test_three_instances_fire_each_tick_once_through_kills(run_server, shared_ba
     assert not missing and not doubled, (missing, doubled)
     assert len({instance for t in expected for instance in fired[t]}) >= 2  # shared, not one
     assert {fired[t][0] for t in range(first + 14, last + 1)} == {survivor}  # after both kills
+    # And in the backend: one run record per tick, each linked to its schedule.
+    runs = collections.Counter(
+        int(r.scheduled_for.timestamp())
+        for r in shared_backend.stored().values()
+        if r.schedule == "every_second" and r.scheduled_for is not None
+    )
+    assert all(runs[t] == 1 for t in expected), {t: runs[t] for t in expected if runs[t] != 1}
