@@ -94,7 +94,7 @@ url: setup
 	@$(RUNNER) url --run-dir $(RUN_DIR)
 
 # Load tests (loadtest/, docs/loadtest.md): for each SCENARIO (all, or a comma-separated list of
-# visibility, flush, dashboard, idempotency, chaos) a fresh local stack of INSTANCES on BACKEND
+# visibility, flush, dashboard, idempotency, schedules, chaos) a fresh local stack of INSTANCES on BACKEND
 # (the runner of `make up`, in a run folder of its own), Locust headless for DURATION seconds of
 # load, the backend read back directly, teardown, and a summary. Reports: loadtest/reports/.
 SCENARIO ?= all

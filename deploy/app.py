@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import FastAPI, Header, Query
@@ -128,6 +129,18 @@ async def once_task(key: str) -> None:
     logger.info("once_task ran for key %s", key)
 
 
+#: Seconds between two ticks of the demo schedule (TASKFLOW_DEMO_TICK, the app's own switch:
+#: the schedules load test sets 1 to count every tick; a minute otherwise).
+DEMO_TICK = float(os.environ.get("TASKFLOW_DEMO_TICK") or 60)
+
+
+@task_manager.schedule(every=timedelta(seconds=DEMO_TICK), name="demo_tick", retries=1)
+async def demo_tick() -> None:
+    """A periodic task: each tick runs once across every instance (docs/schedules.md)."""
+    # One line per execution: the schedules load test counts them in the instances' logs.
+    logger.info("demo_tick ran")
+
+
 #: A client's key for one request (the Idempotency-Key header): sending the request again, to any
 #: instance, returns the same task ids and runs nothing twice. nginx resends such requests to
 #: another instance when the first one failed mid-request (nginx/snippets/idempotency.conf).
@@ -203,5 +216,6 @@ def index() -> dict[str, object]:
             "POST /demo/flaky",
             "POST /demo/fail",
             "POST /demo/once?key=order-42",
+            "GET /tasks/schedules",
         ],
     }

@@ -5,7 +5,8 @@ What Locust verified over HTTP is checked once more at the source: every id in t
 stored and finished in a status its endpoint can produce, nothing is left pending or running,
 and the stored counts by function match what was accepted (for the idempotency scenario: one
 stored task per key). For that scenario also: exactly one execution per key in the instances'
-logs, where the reference app writes a line each time once_task runs.
+logs, where the reference app writes a line each time once_task runs. For the schedules
+scenario: as many executions of the demo schedule's task in the logs as runs stored.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ BATCH = 200
 TOLERATED = {"chaos": {"interrupted"}}
 #: Line the reference app logs each time once_task runs (deploy/app.py).
 ONCE_RAN = re.compile(r"once_task ran for key (\S+)")
+#: Line the reference app logs each time the demo schedule's task runs.
+TICK_RAN = re.compile(r"demo_tick ran")
 
 
 def read_ledger(path: Path) -> list[dict[str, Any]]:
@@ -75,6 +78,8 @@ async def _check(
     }
     if scenario == "idempotency":
         problems += _once_per_key(ledger, run_dir, figures)
+    if scenario == "schedules":
+        problems += _one_execution_per_run(counts.by_func.get("demo_tick", 0), run_dir, figures)
     return figures, problems
 
 
@@ -124,3 +129,17 @@ def _once_per_key(
             f"{examples})"
         )
     return problems
+
+
+def _one_execution_per_run(stored: int, run_dir: Path, figures: dict[str, Any]) -> list[str]:
+    executions = sum(
+        len(TICK_RAN.findall(log.read_text(errors="replace"))) for log in run_dir.glob("app-*.log")
+    )
+    figures["tick_runs"] = stored
+    figures["tick_executions"] = executions
+    if executions != stored:
+        return [
+            f"demo_tick: {stored} runs stored but {executions} executions in the instances' logs "
+            "(one each expected)"
+        ]
+    return []

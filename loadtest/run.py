@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -36,14 +37,25 @@ from loadtest.common.lines import lines
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADTEST = ROOT / "loadtest"
-SCENARIOS = ("visibility", "flush", "dashboard", "idempotency", "chaos")
+SCENARIOS = ("visibility", "flush", "dashboard", "idempotency", "schedules", "chaos")
+#: Environment of the stack's instances per scenario (besides the runner's own).
+SCENARIO_ENV = {"schedules": {"TASKFLOW_DEMO_TICK": "1"}}  # the demo schedule every second
 #: Seconds Locust may run beyond the load: the longest drain (chaos) and start/stop.
 LOCUST_OVERHEAD = 120
 
 
-def runner(run_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def runner(
+    run_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "deploy.runner", *args, "--run-dir", str(run_dir)]
-    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def locust(scenario: str, lb_url: str, out: Path, args: argparse.Namespace) -> int:
@@ -95,6 +107,7 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> dict[str, Any]:
         "0",
         "--app",
         args.app,
+        env=SCENARIO_ENV.get(scenario),
     )
     if up.returncode != 0:
         runner(run_dir, "down")

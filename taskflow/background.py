@@ -67,6 +67,9 @@ class ManagedBackgroundTasks(BackgroundTasks):
         return the same id for one key while that task is pending, running or succeeded.
         ``tags={"tenant": "acme"}`` (taken out too) labels the task for ``GET /tasks?tag=...``;
         invalid tags raise ``ValueError``.
+        ``run_at=`` (a timezone-aware datetime) or ``countdown=`` (seconds), also taken out,
+        delay a registered task: it is stored as ``scheduled`` and runs then, on whichever
+        instance claims it (see docs/schedules.md).
         """
         request = _request.get()
         acceptor = self._acceptor
@@ -75,6 +78,11 @@ class ManagedBackgroundTasks(BackgroundTasks):
         if acceptor is None:
             super().add_task(func, *args, **kwargs)
             return None
+        if "run_at" in kwargs or "countdown" in kwargs:
+            if acceptor.delay is None:
+                raise RuntimeError("this manager cannot delay tasks")
+            run_at, countdown = kwargs.pop("run_at", None), kwargs.pop("countdown", None)
+            return acceptor.delay(func, args, kwargs, run_at, countdown)
         key = kwargs.pop("idempotency_key", None)
         tags = kwargs.pop("tags", None)
         # In a request through the middleware, its response accepts the task (see

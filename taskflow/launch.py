@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
+from datetime import datetime
 from typing import Any
 
 from taskflow.arguments import keep_arguments
@@ -25,6 +26,10 @@ from taskflow.tasks import TaskDefinition, TaskRegistry
 
 #: What starts an accepted task when awaited.
 Starter = Callable[[], Awaitable[None]]
+#: Stores a delayed task: (function, args, kwargs, run_at, countdown) -> its id.
+Delayer = Callable[
+    [Callable[..., Any], tuple[Any, ...], dict[str, Any], "datetime | None", "float | None"], str
+]
 
 
 class _Done:
@@ -80,6 +85,9 @@ class Acceptor:
         self.display_args = False
         #: The manager's event loop while it runs: listeners are called on it.
         self.loop: asyncio.AbstractEventLoop | None = None
+        #: Stores a delayed task (``add_task(..., run_at=...)``) and returns its id: the
+        #: manager's scheduler, set by the manager.
+        self.delay: Delayer | None = None
 
     @property
     def persistent(self) -> bool:
@@ -96,6 +104,9 @@ class Acceptor:
         idempotency_key: str | None = None,
         held: bool = False,
         tags: dict[str, str] | None = None,
+        task_id: str | None = None,
+        schedule: str | None = None,
+        scheduled_for: datetime | None = None,
     ) -> tuple[TaskRecord, Starter]:
         """Create a pending record; the returned starter (usually a :class:`Launch`) starts the
         task when awaited.
@@ -107,11 +118,14 @@ class Acceptor:
         ``held``: the task belongs to a request whose response will accept it (durable
         acceptance): its record is kept out of writes until then. ``tags`` are checked
         (``ValueError``, see :func:`~taskflow.models.check_tags`) and stored on the record.
+        acceptance): its record is kept out of writes until then. ``task_id`` (a periodic run,
+        whose id was claimed with its tick), ``schedule`` and ``scheduled_for`` are stored on
+        the record as given.
         """
         if tags is not None:
             tags = check_tags(tags)
         definition = self.registry.for_func(func)
-        task_id = new_task_id()
+        task_id = task_id or new_task_id()
         if idempotency_key is not None:
             task_id = idempotent_task_id(idempotency_key)
             known = self.store.get(task_id)
@@ -124,6 +138,8 @@ class Acceptor:
             retry_of=retry_of,
             idempotency_key=idempotency_key,
             tags=tags,
+            schedule=schedule,
+            scheduled_for=scheduled_for,
         )
         call = self._call(record, definition, args, kwargs)
         claim = idempotency_key is not None and self.claims is not None

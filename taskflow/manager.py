@@ -12,13 +12,13 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
 from fastapi import BackgroundTasks
 
 from taskflow.arguments import DEFAULT_MAX_STORED_BYTES
-from taskflow.backends.base import HistoryBackend, cluster_part
+from taskflow.backends.base import HistoryBackend, cluster_part, schedule_part
 from taskflow.backends.cipher import ArgumentCipher
 from taskflow.backends.codec import RecordCodec, UnreadableRecord
 from taskflow.backends.urls import backend_from_url, load_backend_class
@@ -48,6 +48,17 @@ from taskflow.retry import (
     Retries,
 )
 from taskflow.runner import Runner
+from taskflow.schedules.memory import MemorySchedules
+from taskflow.schedules.scheduler import (
+    DEFAULT_GRACE,
+    CatchUp,
+    Schedule,
+    Scheduler,
+    ScheduleView,
+    delayed_task_id,
+    run_time,
+)
+from taskflow.schedules.spec import make_spec
 from taskflow.shutdown import shut_down
 from taskflow.tasks import RetryPolicy, TaskDefinition, TaskRegistry, adhoc_name
 
@@ -149,6 +160,16 @@ class TaskManager:
             accept_timeout=accept_timeout,
         )
         self._acceptor.display_args = display_func_args
+        # Ticks and delayed tasks are claimed in the backend when it implements the schedule
+        # contract; otherwise once per process, in memory.
+        shared_schedules = schedule_part(backend)
+        self._schedules = Scheduler(
+            self._acceptor,
+            shared_schedules or MemorySchedules(),
+            lambda: self.instance_id,
+            shared=shared_schedules is not None,
+        )
+        self._acceptor.delay = self._delay_soon
         self._retries = Retries(self._acceptor, self.aget)
         self._cluster = (
             ClusterMonitor(
@@ -269,6 +290,110 @@ class TaskManager:
             return fn
 
         return register(func) if func is not None else register
+
+    def schedule(
+        self,
+        *,
+        every: timedelta | float | None = None,
+        cron: str | None = None,
+        timezone: str | None = None,
+        name: str | None = None,
+        catch_up: CatchUp = "once",
+        grace: timedelta | float = DEFAULT_GRACE,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        retries: int = 0,
+        delay: float = 0.0,
+        backoff: float = 1.0,
+    ) -> Callable[[F], F]:
+        """Run a sync or async function periodically: ``every=timedelta(minutes=5)`` (ticks at
+        whole multiples of the interval since the epoch, UTC) or ``cron="*/5 * * * *"`` with an
+        optional ``timezone="Europe/Berlin"``. Each tick runs once across every instance on the
+        backend (once per process without one), as an ordinary task linked to its schedule.
+
+        ``catch_up``: after a downtime, ``"once"`` runs the newest missed tick once, ``"skip"``
+        waits for the next tick unless the missed one is at most ``grace`` (a timedelta or
+        seconds) late; older missed
+        ticks never run. The function is registered as a task (under ``name``, default its
+        ``__name__``) with the retry policy given, unless ``@task`` registered it already.
+        ``args`` and ``kwargs`` are passed to every run. See docs/schedules.md.
+        """
+        spec = make_spec(every, cron, timezone)
+        policy = RetryPolicy(retries, delay, backoff)
+
+        def register(fn: F) -> F:
+            definition = self._registry.for_func(fn)
+            if self._registry.by_name(definition.name) is not definition:
+                task_name = name or getattr(fn, "__name__", None) or adhoc_name(fn)
+                definition = TaskDefinition(task_name, fn, policy)
+                self._registry.add(definition)
+            schedule = Schedule(
+                name=name or definition.name,
+                definition=definition,
+                spec=spec,
+                catch_up=catch_up,
+                grace=grace if isinstance(grace, timedelta) else timedelta(seconds=grace),
+                args=tuple(args),
+                kwargs=dict(kwargs or {}),
+            )
+            self._schedules.add(schedule)
+            return fn
+
+        return register
+
+    async def schedule_once(
+        self,
+        func: Callable[..., Any],
+        /,
+        *args: Any,
+        run_at: datetime | None = None,
+        countdown: float | None = None,
+        key: str | None = None,
+        **kwargs: Any,
+    ) -> str:
+        """Run a registered task once, at ``run_at`` (timezone-aware) or ``countdown`` seconds
+        from now; returns its id once it is stored. Until it starts its status is
+        ``scheduled``. Stored in the backend: if this instance is gone by then, another one
+        runs it. ``key``: one delayed task per key (scheduling the key again before it ran
+        moves it to the new time). Needs a started manager."""
+        if not self._started:
+            raise RuntimeError("schedule_once() needs a started manager (inside the lifespan)")
+        when = run_time(run_at, countdown)
+        task_id = delayed_task_id(key) if key is not None else None
+        record = self._schedules.delayed_record(
+            self._registry.for_func(func), args, kwargs, when, task_id
+        )
+        await self._schedules.add_delayed(record)
+        return record.task_id
+
+    def _delay_soon(
+        self,
+        func: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        run_at: datetime | None,
+        countdown: float | None,
+    ) -> str:
+        record = self._schedules.delayed_record(
+            self._registry.for_func(func), args, kwargs, run_time(run_at, countdown)
+        )
+        self._schedules.add_delayed_soon(record)
+        return record.task_id
+
+    async def schedules(self) -> list[ScheduleView]:
+        """Every periodic schedule registered here, with its next run, its last run (and that
+        run's status) and whether it is paused (what ``GET /tasks/schedules`` shows)."""
+        return await self._schedules.views(self.aget)
+
+    async def pause_schedule(self, name: str) -> None:
+        """Stop firing schedule ``name`` on every instance until :meth:`resume_schedule`
+        (``KeyError`` when no schedule has that name)."""
+        await self._schedules.set_paused(name, True)
+
+    async def resume_schedule(self, name: str) -> None:
+        """Fire schedule ``name`` again (``KeyError`` for an unknown name). Ticks missed while
+        it was paused follow its catch-up policy, as after a downtime."""
+        await self._schedules.set_paused(name, False)
 
     def definition(self, name: str) -> TaskDefinition | None:
         """The task registered under ``name`` (its function and policies), or ``None``."""
@@ -582,6 +707,7 @@ class TaskManager:
             await self._cancels.start()
         if self._log_handler is not None:
             logging.getLogger().addHandler(self._log_handler)
+        await self._schedules.start()
         self._started = True
         if self._history_only:
             logger.warning(
@@ -607,6 +733,7 @@ class TaskManager:
             await self._cancels.stop()
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
+        await self._schedules.stop()
         await shut_down(
             self._runner,
             self._store,

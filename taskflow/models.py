@@ -14,8 +14,10 @@ from typing import Any
 
 class TaskStatus(str, Enum):
     """Lifecycle of a task: ``pending -> running -> success | failed | interrupted | cancelled``
-    (``pending -> cancelled`` too: a task cancelled before it started never starts)."""
+    (``pending -> cancelled`` too: a task cancelled before it started never starts); a delayed
+    one-off task is ``scheduled`` until its time comes (then ``pending``)."""
 
+    SCHEDULED = "scheduled"
     PENDING = "pending"
     RUNNING = "running"
     SUCCESS = "success"
@@ -195,6 +197,10 @@ class TaskRecord:
     #: ``add_task(..., tags={"tenant": "acme"})``: string keys and values, indexed by every
     #: backend (``GET /tasks?tag=tenant:acme``); ``None`` without tags.
     tags: dict[str, str] | None = None
+    #: The schedule this run belongs to (a periodic schedule's name), see docs/schedules.md.
+    schedule: str | None = None
+    #: When it was due: the tick of a periodic schedule, the ``run_at`` of a delayed one-off.
+    scheduled_for: datetime | None = None
 
     @property
     def duration(self) -> float | None:
@@ -231,6 +237,8 @@ class TaskRecord:
             "progress": self.progress,
             "log_count": len(self.logs) if self.logs else 0,
             "logs_dropped": self.logs_dropped,
+            "schedule": self.schedule,
+            "scheduled_for": _iso(self.scheduled_for),
         }
         if include_logs:
             data["logs"] = self.logs or []
@@ -268,6 +276,8 @@ class TaskRecord:
             logs_dropped=_count(data.get("logs_dropped")),
             progress=_progress(data.get("progress")),
             tags=_tags(data.get("tags")),
+            schedule=_text(data.get("schedule")),
+            scheduled_for=_parse_time(data.get("scheduled_for")),
         )
 
 

@@ -32,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "stream_gap": 5.0,  # s, longest gap between events while load runs
     # Idempotency.
     "duplicates": 6,  # requests sent at once with one key
+    # Schedules: bound of the lateness p99 of the demo schedule's runs (ms: start_time minus
+    # the tick), and the ticks that may go missing (none).
+    "tick_late_p99": 1000.0,
+    "max_missed_ticks": 0,
     # Chaos: the local runner's run folder (deploy/runner.py).
     "run_dir": "run",
     # Files for the driver (loadtest/run.py); empty: not written.
@@ -52,6 +56,8 @@ _HELP = {
     "stream_silence": "heartbeats a stream may stay silent before it fails",
     "stream_gap": "seconds between two events a stream may take while load runs",
     "duplicates": "requests sent at once with one idempotency key",
+    "tick_late_p99": "bound of the p99 of how late the demo schedule's runs start, in ms",
+    "max_missed_ticks": "ticks of the demo schedule allowed to go missing",
     "run_dir": "run folder of the local runner, to restart and kill instances (chaos)",
     "summary_file": "write the run's summary here as JSON",
     "ledger_file": "write every accepted task (id, function, what was seen) here as JSON lines",

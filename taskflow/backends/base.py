@@ -5,7 +5,8 @@ the shared history. :class:`ClusterBackend` adds what several instances need to 
 cluster: the instance registry and heartbeats, claims of a lost instance's live records,
 idempotency keys, and logouts seen everywhere. A backend that implements only the history
 works; the manager then turns the cluster features off and says so once in its log.
-:class:`SnapshotBackend` is both, as the kit's SQLite and Redis backends are.
+:class:`ScheduleBackend` claims the ticks of periodic schedules and keeps delayed tasks.
+:class:`SnapshotBackend` is all three, as the kit's backends are.
 """
 
 from __future__ import annotations
@@ -257,13 +258,83 @@ class ClusterBackend(ABC):
         """True when ``session_id`` was revoked and its ``expires_at`` has not passed (a read)."""
 
 
+@dataclass(slots=True)
+class ScheduleState:
+    """What the store knows of one periodic schedule: its last claimed tick and whether it is
+    paused. A schedule never claimed nor paused has no state."""
+
+    name: str
+    #: The newest tick claimed (its scheduled time, UTC), or ``None``.
+    last_tick: datetime | None = None
+    #: The task id of the run started for :attr:`last_tick`.
+    last_task_id: str | None = None
+    paused: bool = False
+
+
+class ScheduleBackend(ABC):
+    """What scheduled tasks need from a store shared by several instances: periodic ticks
+    claimed exactly once across the cluster, the paused state of each schedule, and delayed
+    one-off tasks that any instance runs when their time comes (see docs/schedules.md).
+
+    A history-only backend need not implement it: each instance then schedules for itself
+    (in memory), as without a backend.
+    """
+
+    @abstractmethod
+    async def claim_tick(self, name: str, tick: datetime, task_id: str) -> bool:
+        """Claim tick ``tick`` (its scheduled time) of schedule ``name`` for the run
+        ``task_id``: True for exactly one caller.
+
+        Atomic and monotonic: when several callers claim the same tick at once, exactly one
+        gets True; a tick at or before the newest one claimed is never claimed again (so a host
+        whose clock lags cannot run a tick a second time). On True, ``task_id`` becomes the
+        schedule's ``last_task_id``.
+        """
+
+    @abstractmethod
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        """Every schedule with a stored state (claimed at least once, or paused), by name."""
+
+    @abstractmethod
+    async def set_paused(self, name: str, paused: bool) -> None:
+        """Pause or resume schedule ``name`` for every instance (idempotent). A paused
+        schedule's ticks are not claimed; its last tick stays as it was."""
+
+    @abstractmethod
+    async def add_delayed(self, record: TaskRecord) -> None:
+        """Store ``record`` (status ``scheduled``, due at ``record.scheduled_for``, its
+        arguments exact) in the history, and in the queue of delayed tasks.
+
+        The record is visible to reads at once. The record's owner is the instance that
+        accepted it, but any instance may claim it with :meth:`claim_due`. Idempotent by task
+        id (adding it again replaces its time)."""
+
+    @abstractmethod
+    async def next_due(self) -> datetime | None:
+        """When the earliest delayed task is due (a read), or ``None`` when none waits."""
+
+    @abstractmethod
+    async def claim_due(self, now: datetime, new_owner: str, limit: int) -> list[TaskRecord]:
+        """Take up to ``limit`` delayed tasks due at or before ``now`` out of the queue, make
+        ``new_owner`` their stored owner, and return them (as stored, status ``scheduled``).
+
+        Atomic and exclusive: when several callers claim at once, each delayed task is
+        returned to exactly one of them. The caller saves their new state (``pending``)."""
+
+
 def cluster_part(backend: object) -> ClusterBackend | None:
     """``backend`` when it implements the cluster contract too, else ``None``."""
     return backend if isinstance(backend, ClusterBackend) else None
 
 
-class SnapshotBackend(HistoryBackend, ClusterBackend):
-    """A backend of both contracts: the history and the cluster (the kit's SQLite and Redis)."""
+def schedule_part(backend: object) -> ScheduleBackend | None:
+    """``backend`` when it implements the schedule contract too, else ``None``."""
+    return backend if isinstance(backend, ScheduleBackend) else None
+
+
+class SnapshotBackend(HistoryBackend, ClusterBackend, ScheduleBackend):
+    """A backend of every contract: the history, the cluster and the schedules (the kit's
+    SQLite, Redis and PostgreSQL backends)."""
 
     @abstractmethod
     def clone(self) -> SnapshotBackend:

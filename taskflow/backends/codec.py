@@ -77,6 +77,7 @@ def safe_record(record: TaskRecord) -> TaskRecord:
             "idempotency_key",
             "sealed_args",
             "late_of",
+            "schedule",
         )
         if isinstance(value := getattr(record, name), str)
     }

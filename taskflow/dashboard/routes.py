@@ -28,6 +28,7 @@ ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
     "control.js": "text/javascript; charset=utf-8",
     "admin.js": "text/javascript; charset=utf-8",
+    "schedules.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "admin.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",

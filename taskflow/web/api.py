@@ -1,4 +1,5 @@
-"""The JSON API under ``/tasks``: list, detail, metrics, retry, cancel, bulk retry and purge."""
+"""The JSON API under ``/tasks``: list, detail, metrics, retry, cancel, bulk retry and purge,
+schedules."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from taskflow.backends.base import BackendError
 from taskflow.backends.codec import UnreadableRecord
 from taskflow.cancel import CancelRefused
 from taskflow.models import TaskRecord
@@ -31,6 +33,56 @@ def present(
     data = record.to_dict(include_args=manager.display_func_args, include_logs=include_logs)
     data["retryable"] = manager.can_retry(record)
     return data
+
+
+async def _set_paused(manager: TaskManager, name: str, paused: bool) -> dict[str, Any]:
+    try:
+        if paused:
+            await manager.pause_schedule(name)
+        else:
+            await manager.resume_schedule(name)
+    except KeyError:
+        raise HTTPException(status_code=404, detail=f"schedule {name!r} not found") from None
+    except BackendError as exc:
+        raise _unavailable(exc) from None
+    return {"name": name, "paused": paused}
+
+
+def _unavailable(exc: BackendError) -> HTTPException:
+    # Schedules live in the backend: without it there is nothing true to show or change.
+    return HTTPException(status_code=503, detail=f"the schedules backend does not answer: {exc}")
+
+
+def add_schedule_routes(router: APIRouter, manager: TaskManager) -> None:
+    """``GET /schedules`` and ``POST /schedules/{name}/pause`` and ``/resume``."""
+
+    @router.get(
+        "/schedules",
+        summary="Periodic schedules: spec, next run, last run and its status, paused",
+        responses={503: {"description": "The backend does not answer"}},
+    )
+    async def list_schedules() -> dict[str, Any]:
+        try:
+            views = await manager.schedules()
+        except BackendError as exc:
+            raise _unavailable(exc) from None
+        return {"items": [view.to_dict() for view in views]}
+
+    @router.post(
+        "/schedules/{name}/pause",
+        summary="Pause a schedule on every instance",
+        responses={404: {"description": "Unknown schedule"}, 503: {"description": "No backend"}},
+    )
+    async def pause_schedule(name: str) -> dict[str, Any]:
+        return await _set_paused(manager, name, True)
+
+    @router.post(
+        "/schedules/{name}/resume",
+        summary="Resume a paused schedule (missed ticks follow its catch-up policy)",
+        responses={404: {"description": "Unknown schedule"}, 503: {"description": "No backend"}},
+    )
+    async def resume_schedule(name: str) -> dict[str, Any]:
+        return await _set_paused(manager, name, False)
 
 
 def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C901 - one route each
@@ -78,6 +130,8 @@ def build_router(manager: TaskManager, root: str = "") -> APIRouter:  # noqa: C9
     # Before GET /{task_id} and POST /{task_id}/retry, which would match these paths too.
     router.include_router(build_bulk_router(manager))
     router.include_router(build_audit_router(manager))
+    # Before /{task_id}, which would take "schedules" for a task id.
+    add_schedule_routes(router, manager)
 
     @router.get(
         "/{task_id}",

@@ -130,3 +130,19 @@ async def test_a_history_only_backend_persists_lists_and_restores(
         assert {r.task_id for r in await again.aquery(limit=100)} >= set(ids)
     finally:
         await again.stop()
+
+
+async def test_schedules_run_once_per_process_on_a_history_only_backend() -> None:
+    import asyncio
+
+    manager = TaskManager(snapshot_backend=DictHistory())
+    ran: list[str] = []
+    manager.schedule(every=0.2, name="tick")(lambda: ran.append("tick"))
+    manager.task(report)
+    async with manager.lifespan():
+        task_id = await manager.schedule_once(report, 7, countdown=0.1)
+        done = await wait_finished(manager, task_id)
+        await asyncio.sleep(0.5)
+        (view,) = await manager.schedules()
+    assert done.status is TaskStatus.SUCCESS
+    assert len(ran) >= 2 and view.last_run is not None

@@ -135,8 +135,11 @@ def start_instance(run_server: Callable[..., Server], tmp_path: Path) -> Callabl
         db: Path | None = None,
         token: str | None = None,
         extra_args: list[str] | None = None,
+        schedule: bool = False,
     ) -> Instance:
         env = {"TEST_INSTANCE_ID": name, "TEST_HEARTBEAT": "2"}
+        if schedule:
+            env["TEST_SCHEDULE"] = "1"
         if db is not None:
             env["TEST_DB"] = str(db)
         if token is not None:

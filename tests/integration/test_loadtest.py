@@ -24,7 +24,7 @@ import pytest
 from deploy import nginx_config
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("visibility", "flush", "dashboard", "idempotency", "chaos")
+SCENARIOS = ("visibility", "flush", "dashboard", "idempotency", "schedules", "chaos")
 #: Seconds of load: enough for thousands of tasks; chaos needs room for its restart and kill.
 DURATION = {"chaos": 10}
 #: Chaos runs at a low rate: two cores also carry the restart, the kill and Locust itself.
@@ -87,6 +87,9 @@ def test_scenario_passes(request, tmp_path, scenario, backend):
     assert summary["backend"]["checked"] == summary["accepted"]
     assert summary["backend"]["stored_finished"] == summary["accepted"]
     assert summary["lag_ms"]["p99"] is not None
+    if scenario == "schedules":  # every tick once, each run executed once
+        assert " 0 twice, 0 missing" in summary["extra"]["ticks"], summary["extra"]
+        assert summary["backend"]["tick_runs"] == summary["backend"]["tick_executions"] > 5
     folder = tmp_path / f"{scenario}-{backend}"
     for report in ("report.html", "locust_stats.csv", "locust_failures.csv", "locust.log"):
         assert (folder / report).stat().st_size > 0, report

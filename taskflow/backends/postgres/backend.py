@@ -28,6 +28,7 @@ from taskflow.backends.base import (
     BackendError,
     HistoryCounts,
     InstanceInfo,
+    ScheduleState,
     SnapshotBackend,
 )
 from taskflow.backends.codec import (
@@ -390,6 +391,49 @@ class PostgresBackend(SnapshotBackend):
             found = await self._require().fetchval(self._sql.revoked, session_id, time.time())
         return found is not None
 
+    # -- scheduled tasks (see SnapshotBackend) ------------------------------------------------
+
+    async def claim_tick(self, name: str, tick: datetime, task_id: str) -> bool:
+        with self._errors("claim tick"):
+            won = await self._require().fetchval(self._sql.claim_tick, name, epoch(tick), task_id)
+        return won is not None
+
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        with self._errors("schedules"):
+            rows = await self._require().fetch(self._sql.schedule_states)
+        return {
+            str(name): ScheduleState(
+                str(name), None if tick is None else _time(tick), task_id, bool(paused)
+            )
+            for name, tick, task_id, paused in rows
+        }
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        with self._errors("pause"):
+            await self._require().execute(self._sql.set_paused, name, paused)
+
+    async def add_delayed(self, record: TaskRecord) -> None:
+        if record.status is not TaskStatus.SCHEDULED or record.scheduled_for is None:
+            raise ValueError("a delayed task is stored with status scheduled and its time")
+        columns = [[value] for value in self._row(record)]
+        with self._errors("add delayed"):
+            async with self._require().acquire() as conn, conn.transaction():
+                if await conn.fetch(self._sql.upsert, *columns):
+                    await conn.execute(
+                        self._sql.add_delayed, record.task_id, epoch(record.scheduled_for)
+                    )
+
+    async def next_due(self) -> datetime | None:
+        with self._errors("next due"):
+            first = await self._require().fetchval(self._sql.next_due)
+        return None if first is None else _time(first)
+
+    async def claim_due(self, now: datetime, new_owner: str, limit: int) -> list[TaskRecord]:
+        with self._errors("claim due"):
+            rows = await self._require().fetch(self._sql.claim_due, epoch(now), limit, new_owner)
+        claimed = (self.codec.decode(data, task_id) for task_id, data in rows)
+        return [record for record in claimed if record is not None]
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _require(self) -> asyncpg.Pool:
@@ -484,6 +528,33 @@ class Statements:
         self.audit_newest = f"SELECT data FROM {audit} ORDER BY entry_id DESC LIMIT $1"
         self.audit_before = f"""SELECT data FROM {audit} WHERE entry_id < $1
             ORDER BY entry_id DESC LIMIT $2"""
+        schedules, delayed = f"{schema}.schedules", f"{schema}.delayed_tasks"
+        # One statement: of several callers with the same tick, the first takes the row lock and
+        # moves last_tick; the others then re-check the WHERE against it and return no row.
+        self.claim_tick = f"""INSERT INTO {schedules} (name, last_tick, last_task_id)
+            VALUES ($1, $2, $3)
+            ON CONFLICT (name) DO UPDATE
+            SET last_tick = excluded.last_tick, last_task_id = excluded.last_task_id
+            WHERE NOT {schedules}.paused
+              AND ({schedules}.last_tick IS NULL OR {schedules}.last_tick < excluded.last_tick)
+            RETURNING name"""
+        self.schedule_states = f"SELECT name, last_tick, last_task_id, paused FROM {schedules}"
+        self.set_paused = f"""INSERT INTO {schedules} (name, paused) VALUES ($1, $2)
+            ON CONFLICT (name) DO UPDATE SET paused = excluded.paused"""
+        self.add_delayed = f"""INSERT INTO {delayed} (task_id, run_ts) VALUES ($1, $2)
+            ON CONFLICT (task_id) DO UPDATE SET run_ts = excluded.run_ts"""
+        self.next_due = f"SELECT min(run_ts) FROM {delayed}"
+        # Each due task goes to exactly one caller (rows another claimer holds are skipped);
+        # one whose record is no longer 'scheduled' (it ran) just leaves the queue.
+        scheduled = TaskStatus.SCHEDULED.value
+        self.claim_due = f"""WITH due AS (
+                DELETE FROM {delayed} WHERE task_id IN (
+                    SELECT task_id FROM {delayed} WHERE run_ts <= $1
+                    ORDER BY run_ts LIMIT $2 FOR UPDATE SKIP LOCKED)
+                RETURNING task_id)
+            UPDATE {tasks} SET instance_id = $3 FROM due
+            WHERE {tasks}.task_id = due.task_id AND {tasks}.status = '{scheduled}'
+            RETURNING {tasks}.task_id, {tasks}.data"""
         self._tasks = tasks
         self._terminal = terminal
 

@@ -16,7 +16,7 @@ from taskflow.backends.base import BackendError
 from taskflow.backends.codec import LIVE_VALUES
 
 #: Schema this code reads and writes; a store with a lower version is migrated on open.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: A schema name users may give: a plain SQL identifier (it is written into the statements).
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -91,6 +91,26 @@ def migrations(schema: str) -> dict[int, tuple[str, ...]]:
             )
             """,
             f"CREATE INDEX audit_by_time ON {schema}.audit (at_ts)",
+        ),
+        # Version 4: scheduled tasks. One row per periodic schedule claimed or paused (its
+        # newest claimed tick is what a claim compares with), and the queue of delayed one-off
+        # tasks (their records are rows of tasks with status 'scheduled').
+        3: (
+            f"""
+            CREATE TABLE {schema}.schedules (
+                name         text PRIMARY KEY,
+                last_tick    double precision,   -- epoch seconds of the newest claimed tick
+                last_task_id text,
+                paused       boolean NOT NULL DEFAULT false
+            )
+            """,
+            f"""
+            CREATE TABLE {schema}.delayed_tasks (
+                task_id text PRIMARY KEY,
+                run_ts  double precision NOT NULL  -- epoch seconds: when it is due
+            )
+            """,
+            f"CREATE INDEX delayed_by_time ON {schema}.delayed_tasks (run_ts)",
         ),
     }
 

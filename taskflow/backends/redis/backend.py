@@ -30,6 +30,7 @@ from taskflow.backends.base import (
     BackendError,
     HistoryCounts,
     InstanceInfo,
+    ScheduleState,
     SnapshotBackend,
 )
 from taskflow.backends.codec import RecordCodec, decode_audit, encode_audit
@@ -137,7 +138,16 @@ class RedisBackend(SnapshotBackend):
         client = Redis(connection_pool=pool)
         self._scripts = {
             name: client.register_script(getattr(scripts, name))
-            for name in ("SAVE", "PAGE", "PRUNE", "PURGE", "CLAIM_LIVE", "EXPIRE_INSTANCES")
+            for name in (
+                "SAVE",
+                "PAGE",
+                "PRUNE",
+                "PURGE",
+                "CLAIM_LIVE",
+                "EXPIRE_INSTANCES",
+                "CLAIM_TICK",
+                "CLAIM_DUE",
+            )
         }
         self._client = client
         logger.info("Redis history at %s", self.describe())
@@ -431,6 +441,65 @@ class RedisBackend(SnapshotBackend):
                 break
             after = (float(flat[-2]), flat[-3])
         return records
+
+    # -- scheduled tasks (see SnapshotBackend) ------------------------------------------------
+
+    async def claim_tick(self, name: str, tick: datetime, task_id: str) -> bool:
+        keys = [self.keys.schedule(name), self.keys.schedules]
+        return bool(
+            await self._script("claim tick", "CLAIM_TICK", keys, [repr(epoch(tick)), task_id, name])
+        )
+
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        client = self._require()
+        with self._errors("schedules"):
+            names = sorted(str(name) for name in await client.smembers(self.keys.schedules))
+            async with client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(self.keys.schedule(name))
+                hashes = await pipe.execute()
+        states = {}
+        for name, fields in zip(names, hashes, strict=True):
+            tick = fields.get("last_tick")
+            states[name] = ScheduleState(
+                name,
+                None if tick is None else datetime.fromtimestamp(float(tick), timezone.utc),
+                fields.get("last_task_id"),
+                fields.get("paused") == "1",
+            )
+        return states
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        with self._errors("pause"):
+            async with self._require().pipeline(transaction=True) as pipe:
+                pipe.hset(self.keys.schedule(name), "paused", "1" if paused else "0")
+                pipe.sadd(self.keys.schedules, name)
+                await pipe.execute()
+
+    async def add_delayed(self, record: TaskRecord) -> None:
+        """Save the record, then queue it: a crash between the two leaves a ``scheduled``
+        record that nothing runs, never a queued id without its record."""
+        if record.status is not TaskStatus.SCHEDULED or record.scheduled_for is None:
+            raise ValueError("a delayed task is stored with status scheduled and its time")
+        if record.task_id in await self.save([record]):
+            return  # another instance owns this id now (it claimed it): nothing to queue
+        with self._errors("add delayed"):
+            await self._require().zadd(
+                self.keys.delayed, {record.task_id: epoch(record.scheduled_for)}
+            )
+
+    async def next_due(self) -> datetime | None:
+        with self._errors("next due"):
+            first = await self._require().zrange(self.keys.delayed, 0, 0, withscores=True)
+        return datetime.fromtimestamp(float(first[0][1]), timezone.utc) if first else None
+
+    async def claim_due(self, now: datetime, new_owner: str, limit: int) -> list[TaskRecord]:
+        args = [repr(epoch(now)), limit, self.keys.task(""), new_owner, self.keys.live("")]
+        keys = [self.keys.delayed, self.keys.owners]
+        flat = await self._script("claim due", "CLAIM_DUE", keys, args)
+        decode = self.codec.decode
+        claimed = (decode(d, i) for i, d in zip(flat[0::2], flat[1::2], strict=True))
+        return [record for record in claimed if record is not None]
 
     async def _script(self, action: str, name: str, keys: list[str], args: list[Any]) -> Any:
         client = self._require()

@@ -42,6 +42,14 @@ OWNERS = "owners"
 INSTANCES = "instances"
 #: Sorted set of registered instance ids scored by their last heartbeat (epoch seconds).
 HEARTBEATS = "heartbeats"
+#: Hash per periodic schedule, ``sched:<name>``: ``last_tick`` (epoch seconds of the newest
+#: claimed tick), ``last_task_id`` and ``paused`` ("1" or "0").
+SCHED = "sched:"
+#: Set of the schedule names that have a ``sched:`` hash (what ``schedule_states()`` reads).
+SCHEDULES = "schedules"
+#: Sorted set of the delayed tasks' ids scored by when each is due (epoch seconds); their
+#: records are ordinary ``task:`` hashes with status ``scheduled``.
+DELAYED = "delayed"
 #: String per dashboard session ended by a logout, ``revoked:<session id>``, with a TTL that
 #: ends when the session would have expired anyway: Redis drops it itself, nothing prunes.
 REVOKED = "revoked:"
@@ -128,6 +136,17 @@ class RedisKeys:
     @property
     def audit(self) -> str:
         return self.base + AUDIT
+
+    def schedule(self, name: str) -> str:
+        return self.base + SCHED + name
+
+    @property
+    def schedules(self) -> str:
+        return self.base + SCHEDULES
+
+    @property
+    def delayed(self) -> str:
+        return self.base + DELAYED
 
     def revoked(self, session_id: str) -> str:
         return self.base + REVOKED + session_id

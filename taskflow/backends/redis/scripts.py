@@ -319,8 +319,9 @@ return #ids
 #: KEYS: the indexes of a selection (one per status: idx:status:<s>, or idx:sf:<s>:<function>),
 #: then the function set. ARGV: RedisKeys.script_prefixes, the lowest and highest score ("-inf",
 #: "+inf" or a number), the most to remove and the tag index prefix (idx:tag:). Removes the oldest
-#: finished records of the union, each with every index entry naming it, its tags' included (a member whose record is live is left alone; one whose
-#: record is missing is dropped from the index). Returns {removed, members examined}.
+#: finished records of the union, each with every index entry naming it, its tags' included (a
+#: member whose record is live is left alone; one whose record is missing is dropped from the
+#: index). Returns {removed, members examined}.
 PURGE = """
 local task_p, status_p, sf_p = ARGV[1], ARGV[2], ARGV[3]
 local low, high, limit, tag_p = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
@@ -404,3 +405,41 @@ for _, id in ipairs(ids) do
 end
 return ids
 """
+
+#: KEYS: sched:<name>, the schedules set. ARGV: the tick (epoch seconds), the run's task id, the
+#: schedule's name. Claims the tick unless the schedule is paused or a tick at or after it was
+#: claimed: 1 when claimed, else 0 (so each tick goes to exactly one caller, never twice).
+CLAIM_TICK = """
+local got = redis.call('HMGET', KEYS[1], 'last_tick', 'paused')
+if got[2] == '1' then return 0 end
+if got[1] and tonumber(got[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'last_tick', ARGV[1], 'last_task_id', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return 1
+"""
+
+#: KEYS: the delayed sorted set, owners. ARGV: now (epoch seconds), most to claim, record hash
+#: prefix, new owner, live set prefix. Takes the due ids out of the queue and returns id, data
+#: pairs of those whose record is still scheduled, now owned by the new owner (each to exactly
+#: one caller). A scheduled record is in its owner's live set (it is not finished): it moves to
+#: the new owner's, as a claim of live records does.
+CLAIM_DUE = """
+local task_p, new_owner, live_p = ARGV[3], ARGV[4], ARGV[5]
+local ids = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local got = redis.call('HMGET', task_p .. id, 'status', 'data', 'owner')
+  if got[1] == '__SCHEDULED__' then
+    local old = got[3] or ''
+    redis.call('SREM', live_p .. old, id)
+    if redis.call('SCARD', live_p .. old) == 0 then redis.call('SREM', KEYS[2], old) end
+    redis.call('HSET', task_p .. id, 'owner', new_owner)
+    redis.call('SADD', live_p .. new_owner, id)
+    redis.call('SADD', KEYS[2], new_owner)
+    out[#out + 1] = id
+    out[#out + 1] = got[2]
+  end
+end
+return out
+""".replace("__SCHEDULED__", TaskStatus.SCHEDULED.value)

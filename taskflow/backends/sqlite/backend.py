@@ -19,9 +19,15 @@ from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
-from taskflow.backends.base import BackendError, HistoryCounts, InstanceInfo, SnapshotBackend
+from taskflow.backends.base import (
+    BackendError,
+    HistoryCounts,
+    InstanceInfo,
+    ScheduleState,
+    SnapshotBackend,
+)
 from taskflow.backends.codec import RecordCodec
-from taskflow.backends.sqlite import audit, cluster, sessions
+from taskflow.backends.sqlite import audit, cluster, schedules, sessions
 from taskflow.backends.sqlite.schema import check_identity, not_taskflow, prepare_schema
 from taskflow.backends.sqlite.sql import (
     COUNT_BY_FUNC,
@@ -316,6 +322,35 @@ class SqliteBackend(SnapshotBackend):
         if after is not None and not after.isdigit():
             raise ValueError(f"not a SQLite cancellation position: {after!r}")
         return await self._run("cancel requests", lambda c: cluster.cancel_requests(c, after))
+
+    # -- scheduled tasks (see SnapshotBackend); the SQL lives in .schedules --------------------
+
+    async def claim_tick(self, name: str, tick: datetime, task_id: str) -> bool:
+        return await self._run(
+            "claim tick", lambda c: schedules.claim_tick(c, name, tick, task_id), write=True
+        )
+
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        return await self._run("schedules", schedules.schedule_states)
+
+    async def set_paused(self, name: str, paused: bool) -> None:
+        await self._run("pause", lambda c: schedules.set_paused(c, name, paused), write=True)
+
+    async def add_delayed(self, record: TaskRecord) -> None:
+        row, run_ts = schedules.delayed_row(self.codec, record)
+        await self._write_in_thread(
+            "add delayed", lambda conn: schedules.add_delayed(conn, row, run_ts)
+        )
+
+    async def next_due(self) -> datetime | None:
+        return await self._run("next due", schedules.next_due)
+
+    async def claim_due(self, now: datetime, new_owner: str, limit: int) -> list[TaskRecord]:
+        return await self._run(
+            "claim due",
+            lambda c: schedules.claim_due(c, self.codec, now, new_owner, limit),
+            write=True,
+        )
 
     async def pragmas(self) -> dict[str, Any]:
         """This connection's effective settings (journal mode, busy timeout...), for diagnostics."""

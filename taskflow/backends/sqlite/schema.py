@@ -13,7 +13,7 @@ from taskflow.backends.base import BackendError
 from taskflow.backends.sqlite.sql import LIVE_SQL
 
 #: Schema this code reads and writes; files with a lower version are migrated on open.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: Stored in the file header (``PRAGMA application_id``): the bytes "TFK1".
 APPLICATION_ID = 0x54464B31
 
@@ -141,6 +141,28 @@ _CREATE_V5 = (
     "CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at_ts)",
 )
 
+# Version 6: scheduled tasks (see taskflow.backends.sqlite.schedules). One row per periodic
+# schedule that was claimed or paused: its newest claimed tick is what a claim compares with, so
+# the table holds one row per schedule, not one per tick. Delayed one-off tasks: their records
+# live in tasks (status 'scheduled'); this queue says when each is due.
+_CREATE_V6 = (
+    """
+    CREATE TABLE IF NOT EXISTS schedules (
+        name         TEXT PRIMARY KEY NOT NULL,
+        last_tick    REAL,               -- epoch seconds of the newest claimed tick
+        last_task_id TEXT,               -- the run started for it
+        paused       INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS delayed_tasks (
+        task_id TEXT PRIMARY KEY NOT NULL,
+        run_ts  REAL NOT NULL            -- epoch seconds: when it is due
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS delayed_by_time ON delayed_tasks (run_ts)",
+)
+
 #: Statements that take a file from version ``n`` (the key) to ``n + 1``.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     0: _CREATE_V1,
@@ -148,6 +170,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: _CREATE_V3,
     3: _CREATE_V4,
     4: _CREATE_V5,
+    5: _CREATE_V6,
 }
 
 

@@ -12,10 +12,10 @@
   const BASE = meta("taskflow-base");
   const CSRF = meta("taskflow-csrf");
   const AUTH = meta("taskflow-auth") === "on";
-  const STATUSES = ["pending", "running", "success", "failed", "interrupted", "cancelled"];
+  const STATUSES = ["scheduled", "pending", "running", "success", "failed", "interrupted", "cancelled"];
   const TERMINAL = new Set(["success", "failed", "interrupted", "cancelled"]);
   const STATUS_LABEL = {
-    pending: "Pending", running: "Running", success: "Succeeded", failed: "Failed", interrupted: "Interrupted",
+    scheduled: "Scheduled", pending: "Pending", running: "Running", success: "Succeeded", failed: "Failed", interrupted: "Interrupted",
     cancelled: "Cancelled",
   };
   // Task controls (cancel...) live in control.js; it is handed what it needs here.

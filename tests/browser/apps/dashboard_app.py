@@ -2,6 +2,7 @@
 
 TEST_DB: shared SQLite history (in memory when unset); TEST_INSTANCE_ID: the instance's id;
 TEST_ADMIN_TOKEN: protect the admin (open when unset); TEST_HEARTBEAT: stream heartbeat seconds.
+TEST_SCHEDULE=1: a periodic schedule ``heartbeat`` every second (the Schedules view).
 ``POST /enqueue/{name}`` with ``{"args": [...], "kwargs": {...}}`` starts one of the tasks below.
 """
 
@@ -33,6 +34,12 @@ TaskAdmin(
     admin_token=os.environ.get("TEST_ADMIN_TOKEN") or None,
     stream_heartbeat=float(os.environ.get("TEST_HEARTBEAT", "15")),
 )
+
+
+if os.environ.get("TEST_SCHEDULE") == "1":
+
+    @task_manager.schedule(every=1, name="heartbeat")
+    def heartbeat() -> None: ...
 
 
 @task_manager.task()
