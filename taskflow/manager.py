@@ -34,7 +34,7 @@ from taskflow.cluster import (
 from taskflow.context import TaskLogHandler
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
-from taskflow.models import TERMINAL_STATUSES, AuditEntry, TaskRecord, TaskStatus
+from taskflow.models import LIVE_STATUSES, TERMINAL_STATUSES, AuditEntry, TaskRecord, TaskStatus
 from taskflow.persistence import Persistence
 from taskflow.persistence.bulk import DEFAULT_PURGE_LIMIT, MAX_PURGE_LIMIT, PurgeResult
 from taskflow.persistence.history import Counts, ExtraFilter
@@ -561,11 +561,13 @@ class TaskManager:
         (``task_context().cancelled``: threads cannot be killed) and recorded ``cancelled``
         when it returns. Elsewhere the request goes through the backend to that instance,
         which acts on it within ``cancel_poll_interval`` plus one read (about a quarter of a
-        second). ``KeyError`` for an unknown id, :class:`~taskflow.cancel.CancelRefused` when
-        it has finished or no instance can be reached (a backend without the cluster part).
+        second). A delayed task (``scheduled``) is cancelled before its time wherever it was
+        accepted: no instance starts it. ``KeyError`` for an unknown id,
+        :class:`~taskflow.cancel.CancelRefused` when it has finished or no instance can be
+        reached (a backend without the cluster part).
         """
         record = self._store.get(task_id)
-        if record is not None and not record.status.finished:
+        if record is not None and record.status in LIVE_STATUSES:
             if record.instance_id == self.instance_id or self._cancels is None:
                 self._runner.cancel(record)
                 return record
@@ -576,6 +578,10 @@ class TaskManager:
                 raise CancelRefused(f"{exc}; it cannot be cancelled") from None
         if record is None:
             raise KeyError(task_id)
+        if record.status is TaskStatus.SCHEDULED:
+            self._schedules.cancel_delayed(record)
+            await self.flush()
+            return record
         if record.status.finished:
             raise CancelRefused(
                 f"task {task_id} has finished ({record.status.value}); only pending or running "

@@ -381,11 +381,24 @@ class Scheduler:
             self.acceptor.store.discard(record.task_id)  # the backend shows it from now on
         self._wake.set()
 
+    def cancel_delayed(self, record: TaskRecord) -> None:
+        """Cancel a delayed task before its time: its record turns ``cancelled`` and is written
+        like any finished task. No instance starts it then: a shared backend's claim takes
+        ``scheduled`` records only, and in memory the start below looks at the store first."""
+        record.status = TaskStatus.CANCELLED
+        record.end_time = utcnow()
+        record.error = "cancelled before its time"
+        self.acceptor.store.add(record)
+        self.acceptor.bus.publish(EventKind.FINISHED, record)
+
     async def _start_delayed(self, record: TaskRecord) -> None:
         """Run a delayed task this instance claimed: saved as pending under this instance
         at once (so a kill from here on leaves a live record that the cluster takes over),
         then started like any task."""
         acceptor = self.acceptor
+        known = acceptor.store.get(record.task_id)
+        if known is not None and known.status is TaskStatus.CANCELLED:
+            return  # cancelled before its time (in memory: the claim does not know)
         me = self.instance_id()
         definition = acceptor.registry.by_name(record.func_name)
         record.instance_id = me

@@ -215,6 +215,51 @@ async def test_a_delayed_task_accepted_by_a_stopped_instance_runs_on_another(
         await second.stop()
 
 
+async def test_a_delayed_task_cancelled_before_its_time_never_runs() -> None:
+    manager = TaskManager()
+    seen: list[str] = []
+
+    @manager.task
+    async def remind(who: str) -> None:
+        seen.append(who)
+
+    async with manager.lifespan():
+        task_id = await manager.schedule_once(remind, "ops", countdown=0.3)
+        record = await manager.cancel(task_id)
+        assert record.status is TaskStatus.CANCELLED
+        await asyncio.sleep(0.8)
+        assert manager.get(task_id).status is TaskStatus.CANCELLED  # type: ignore[union-attr]
+    assert seen == []
+
+
+async def test_a_delayed_task_cancelled_from_another_instance_runs_nowhere(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "tasks.db"
+    ran: list[str] = []
+
+    def build(name: str) -> TaskManager:
+        manager = TaskManager(snapshot_db=db, instance_id=name)
+        manager.task(name="deliver")(lambda: ran.append(name))
+        return manager
+
+    first, second = build("web-1"), build("web-2")
+    await first.start()
+    await second.start()
+    try:
+        run_at = datetime.now(timezone.utc) + timedelta(seconds=0.5)
+        task_id = await first.schedule_once(first.definition("deliver").func, run_at=run_at)
+        assert (await second.cancel(task_id)).status is TaskStatus.CANCELLED
+        await asyncio.sleep(1.5)
+        for manager in (first, second):
+            record = await manager.aget(task_id)
+            assert record is not None and record.status is TaskStatus.CANCELLED
+        assert ran == []
+    finally:
+        await first.stop()
+        await second.stop()
+
+
 async def test_add_task_with_run_at_or_countdown_in_a_request() -> None:
     manager = TaskManager()
     app = FastAPI()
