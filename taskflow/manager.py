@@ -581,6 +581,10 @@ class TaskManager:
         if record.status is TaskStatus.SCHEDULED:
             self._schedules.cancel_delayed(record)
             await self.flush()
+            cluster = cluster_part(self.backend)
+            if cluster is not None and self._cancels is not None:
+                # Passed on too, for an instance that claims it at this very moment.
+                await cluster.request_cancel(task_id)
             return record
         if record.status.finished:
             raise CancelRefused(
