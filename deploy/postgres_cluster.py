@@ -48,9 +48,11 @@ def url_from_env() -> str:
 
 def own_url(url: str, port: int) -> str:
     """The URL of the runner's own cluster on ``port``: its ``postgres`` database and user, with
-    the options of ``url`` (the schema, the pool size)."""
-    query = urlsplit(url).query
-    return urlunsplit(("postgresql", f"postgres@127.0.0.1:{port}", "/postgres", query, ""))
+    taskflow's options of ``url`` (the schema, the pool size; not its server settings, such as
+    ``sslmode``, which the cluster may not support)."""
+    ours = [(k, v) for k, v in parse_qsl(urlsplit(url).query) if k in ("schema", "pool_size")]
+    address = f"postgres@127.0.0.1:{port}"
+    return urlunsplit(("postgresql", address, "/postgres", urlencode(ours), ""))
 
 
 def with_schema(url: str, schema: str) -> str:
