@@ -48,7 +48,6 @@ class BulkRetryRequest(BulkFilter):
         max_length=MAX_CURSOR_CHARS,
         description="next_cursor of the call before: go on after the tasks it examined",
     )
-
     limit: int = Field(
         DEFAULT_BULK_RETRY_LIMIT,
         ge=1,
