@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-TERMINAL = frozenset({"success", "failed", "interrupted"})
+TERMINAL = frozenset({"success", "failed", "interrupted", "cancelled"})
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from taskflow.backends.sqlite.schema import APPLICATION_ID, MIGRATIONS
 from taskflow.backends.sqlite.schema import SCHEMA_VERSION as SQLITE_VERSION
 from taskflow.models import TaskRecord, TaskStatus
 from taskflow.query import TaskQuery
-from tests.backends.conftest import F, R, Store, rec
+from tests.backends.conftest import F, R, Store, epoch, rec
 
 C = TaskStatus.CANCELLED
 
@@ -237,3 +237,26 @@ async def test_many_tagged_records_page_through_in_order(backend: SnapshotBacken
             break
         cursor = page.next_cursor
     assert seen == [f"t{n:03d}" for n in reversed(range(60)) if n % 3]
+
+
+async def test_sqlite_tag_rows_go_with_their_tasks(tmp_path: Path) -> None:
+    backend = SqliteBackend(tmp_path / "tasks.db")
+    await backend.open()
+    try:
+        await backend.save([tagged("a", {"tenant": "acme", "plan": "pro"}, status=R, at=1)])
+        await backend.save([tagged("a", {"tenant": "acme", "plan": "pro"}, at=5)])  # finished
+        await backend.save([tagged("b", {"tenant": "acme"}, at=6), rec("c", at=7)])
+        async with aiosqlite.connect(tmp_path / "tasks.db") as conn:
+            rows = await conn.execute_fetchall("SELECT tag, task_id, sort_ts FROM task_tags")
+            assert sorted(rows) == sorted(
+                [
+                    ("plan:pro", "a", epoch(5)),
+                    ("tenant:acme", "a", epoch(5)),
+                    ("tenant:acme", "b", epoch(6)),
+                ]
+            )
+        assert await backend.prune(older_than=None, keep=1) == 2
+        async with aiosqlite.connect(tmp_path / "tasks.db") as conn:
+            assert await conn.execute_fetchall("SELECT task_id FROM task_tags") == []
+    finally:
+        await backend.close()

@@ -131,6 +131,7 @@ names = st.sampled_from(
         "instance_id",
         "id_contains",
         "before",
+        "tag",
     ]
 ) | st.text(max_size=10)
 
@@ -193,8 +194,11 @@ routes = st.sampled_from(
         ("POST", "/tasks/bulk/retry"),
         ("POST", "/tasks/bulk/purge"),
         ("GET", "/tasks/audit"),
+        ("POST", "/tasks/{id}/cancel"),
+        ("GET", "/tasks/{id}/logs"),
         ("GET", "/tasks/dashboard"),
         ("GET", "/tasks/dashboard/app.js"),
+        ("GET", "/tasks/dashboard/control.js"),
         ("GET", "/tasks/login"),
         ("POST", "/tasks/login"),
         ("POST", "/tasks/logout"),
@@ -208,7 +212,13 @@ task_ids = st.one_of(st.just("known"), st.text(max_size=300))
 #: Filters that are valid, to go with a cursor: the listing then reaches the backend with it.
 valid_filters = st.lists(
     st.sampled_from(
-        [("status", "failed"), ("func_name", "fail"), ("instance_id", "x"), ("limit", "2")]
+        [
+            ("status", "failed"),
+            ("func_name", "fail"),
+            ("instance_id", "x"),
+            ("limit", "2"),
+            ("tag", "tenant:acme"),
+        ]
     ),
     max_size=2,
 )
@@ -263,6 +273,8 @@ KNOWN = [
     request("GET", "/tasks", {}, [(b"cookie", b"taskflow_session=\xb2.x")]),
     request("GET", "/tasks", {}, [(b"cookie", b"taskflow_session=" + b"1" * 4301 + b".x")]),
     request("POST", "/tasks/known/retry", {}, [(b"origin", b"http://[")]),
+    request("GET", "/tasks", {"tag": "a:\ud800"}),
+    request("GET", "/tasks", {"tag": "a:\x00", "cursor": b64(b'[1.0, "x"]')}),
     request("POST", "/tasks/login", {}, [(b"host", b"[")]),
 ]
 
@@ -296,6 +308,8 @@ async def send(target: Target, spec: dict[str, Any]) -> httpx.Response:
 @example(spec=KNOWN[8])
 @example(spec=KNOWN[9])
 @example(spec=KNOWN[10])
+@example(spec=KNOWN[11])
+@example(spec=KNOWN[12])
 async def test_hostile_requests_get_a_4xx_and_leave_readiness_alone(target, spec):
     response = await send(target, spec)
     assert response.status_code < 500, (spec, response.status_code)

@@ -88,7 +88,9 @@ for _, id in ipairs(ids) do
     end
     if old_owner[id] then expected[live_p .. old_owner[id]] = 'set' end
     if not terminal[st] then expected[live_p .. owner] = 'set' end
-    for tag in string.gmatch(ARGV[i + 6], '[^\\n]+') do expected[tag_p .. tag] = 'zset' end
+    if ARGV[i + 6] ~= '' then
+      for tag in string.gmatch(ARGV[i + 6], '[^\\n]+') do expected[tag_p .. tag] = 'zset' end
+    end
   end
 end
 for key, kind in pairs(expected) do

@@ -34,6 +34,8 @@ from taskflow.backends.sqlite.sql import (
     COUNT_BY_STATUS,
     PRUNE_BEYOND,
     PRUNE_OLDER,
+    PRUNE_TAGS,
+    TAGS_OF,
     UPSERT,
     count_selected_sql,
     owners_refused,
@@ -202,10 +204,15 @@ class SqliteBackend(SnapshotBackend):
         # version. The transaction then runs whole on the connection's thread (one hop).
         rows = [task_row(self.codec, record) for record in records]
 
+        tagged = [(row[0],) for row in rows if row[8] is not None]
+
         def upsert(conn: sqlite3.Connection) -> list[str]:
             before = conn.total_changes
             conn.executemany(UPSERT, rows)
-            if conn.total_changes - before == len(rows):
+            written = conn.total_changes - before
+            if tagged:
+                conn.executemany(TAGS_OF, tagged)
+            if written == len(rows):
                 return []  # every row written: nothing was refused
             return owners_refused(conn, rows)
 
@@ -235,6 +242,8 @@ class SqliteBackend(SnapshotBackend):
                 removed += (await conn.execute(PRUNE_OLDER, (epoch(older_than),))).rowcount
             if keep is not None:
                 removed += (await conn.execute(PRUNE_BEYOND, (keep,))).rowcount
+            if removed:
+                await conn.execute(PRUNE_TAGS)
             return removed
 
         removed = await self._run("prune", delete, write=True)

@@ -15,6 +15,7 @@ from taskflow.backends.sqlite.sql import (
     KEY_HOLDERS_SQL,
     LIVE_SQL,
     READ_COLUMNS,
+    TAGS_OF,
     TASK_INSERT,
     read_row,
     task_row,
@@ -94,7 +95,10 @@ async def claim_new(
         if existing is not None:
             return existing
     # A failed or interrupted record under this id is replaced: the key runs again.
-    await conn.execute(f"INSERT OR REPLACE {TASK_INSERT}", task_row(codec, record))
+    row = task_row(codec, record)
+    await conn.execute(f"INSERT OR REPLACE {TASK_INSERT}", row)
+    if row[8] is not None:
+        await conn.execute(TAGS_OF, (record.task_id,))
     return None
 
 

@@ -83,9 +83,10 @@ _CREATE_V3 = (
 
 # Version 4: task control. Cancellation requests, an ordered log every instance reads from its
 # own position (seq; AUTOINCREMENT so that a seq is never reused once pruned rows are gone).
-# Tags: a ``tags`` column (JSON, NULL without tags, so the triggers cost untagged rows one NULL
-# test) and one ``task_tags`` row per tag and task, kept in step with the tasks table by
-# triggers (its sort time included, for listings by tag in order). The ``cancelled`` status
+# Tags: a ``tags`` column (JSON, NULL without tags) and one ``task_tags`` row per tag and task
+# with the task's sort time (for listings by tag in order), written by the same transaction as
+# the task's row and only for tagged rows. (Not by triggers: the mere presence of a trigger on
+# ``tasks`` made every save of untagged records about 20% dearer in CPU.) The ``cancelled`` status
 # needs no change: statuses are plain text, and the SQL is built from the status sets.
 _CREATE_V4 = (
     """
@@ -105,27 +106,6 @@ _CREATE_V4 = (
     ) WITHOUT ROWID
     """,
     "CREATE INDEX IF NOT EXISTS task_tags_by_time ON task_tags (tag, sort_ts, task_id)",
-    """
-    CREATE TRIGGER IF NOT EXISTS task_tags_insert AFTER INSERT ON tasks
-    WHEN NEW.tags IS NOT NULL BEGIN
-        INSERT OR REPLACE INTO task_tags (tag, task_id, sort_ts)
-        SELECT key || ':' || value, NEW.task_id, NEW.sort_ts FROM json_each(NEW.tags);
-    END
-    """,
-    """
-    CREATE TRIGGER IF NOT EXISTS task_tags_update AFTER UPDATE OF sort_ts, tags ON tasks
-    WHEN NEW.tags IS NOT NULL OR OLD.tags IS NOT NULL BEGIN
-        DELETE FROM task_tags WHERE task_id = OLD.task_id;
-        INSERT OR REPLACE INTO task_tags (tag, task_id, sort_ts)
-        SELECT key || ':' || value, NEW.task_id, NEW.sort_ts FROM json_each(NEW.tags);
-    END
-    """,
-    """
-    CREATE TRIGGER IF NOT EXISTS task_tags_delete AFTER DELETE ON tasks
-    WHEN OLD.tags IS NOT NULL BEGIN
-        DELETE FROM task_tags WHERE task_id = OLD.task_id;
-    END
-    """,
 )
 
 # Version 5: the audit trail of admin actions (see taskflow.backends.sqlite.audit), newest by

@@ -41,6 +41,20 @@ UPSERT = f"""
         AND (tasks.instance_id = excluded.instance_id OR excluded.instance_id = '')
 """
 
+#: The ``task_tags`` rows of one stored task (its id bound), from its row as stored: run after
+#: the upsert that wrote it, for tagged records only; a later sort time replaces the earlier.
+TAGS_OF = """
+    INSERT OR REPLACE INTO task_tags (tag, task_id, sort_ts)
+    SELECT j.key || ':' || j.value, tasks.task_id, tasks.sort_ts
+    FROM tasks, json_each(tasks.tags) AS j
+    WHERE tasks.task_id = ? AND tasks.tags IS NOT NULL
+"""
+#: ``task_tags`` rows whose task is gone (after retention removed finished tasks).
+PRUNE_TAGS = """
+    DELETE FROM task_tags
+    WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE tasks.task_id = task_tags.task_id)
+"""
+
 #: Most ids one ``IN (...)`` list binds (SQLite's variable limit is 32,766 since 3.32).
 IN_CHUNK = 500
 
