@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
@@ -339,12 +340,11 @@ class TaskManager:
         kwargs: dict[str, Any],
         run_at: datetime | None,
         countdown: float | None,
-    ) -> str:
+    ) -> tuple[str, Future[None]]:
         record = self._schedules.delayed_record(
             self._registry.for_func(func), args, kwargs, run_time(run_at, countdown)
         )
-        self._schedules.add_delayed_soon(record)
-        return record.task_id
+        return record.task_id, self._schedules.add_delayed_soon(record)
 
     async def schedules(self) -> list[ScheduleView]:
         """Every periodic schedule registered here, with its next run, its last run (and that

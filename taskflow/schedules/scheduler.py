@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -354,22 +355,25 @@ class Scheduler:
         await self.backend.add_delayed(record)
         self._wake.set()
 
-    def add_delayed_soon(self, record: TaskRecord) -> None:
-        """Store a delayed task from synchronous code (``add_task(run_at=...)``): in a task of
-        its own on the manager's loop, retried while the backend fails. Until it is stored
-        the record is kept in this instance's memory, so reads here show it."""
+    def add_delayed_soon(self, record: TaskRecord) -> Future[None]:
+        """Store a delayed task from synchronous code (``add_task(run_at=...)``, maybe in a
+        worker thread): in a task of its own on the manager's loop, retried while the backend
+        fails. Until it is stored the record is kept in this instance's memory, so reads here
+        show it. The returned future is done once it is stored (a held response waits for it)."""
         self.acceptor.store.add(record)
         loop = self.acceptor.loop
         if loop is None:
             raise RuntimeError("add_task(run_at=...) needs a started manager")
-        loop.call_soon_threadsafe(self._spawn_write, record)
+        stored: Future[None] = Future()
+        loop.call_soon_threadsafe(self._spawn_write, record, stored)
+        return stored
 
-    def _spawn_write(self, record: TaskRecord) -> None:
-        task = asyncio.get_running_loop().create_task(self._write(record))
+    def _spawn_write(self, record: TaskRecord, stored: Future[None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(record, stored))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, record: TaskRecord) -> None:
+    async def _write(self, record: TaskRecord, stored: Future[None]) -> None:
         while True:
             try:
                 await self.backend.add_delayed(record)
@@ -377,6 +381,8 @@ class Scheduler:
             except (BackendError, OSError) as exc:
                 logger.warning("taskflow could not store delayed task %s: %s", record.task_id, exc)
                 await asyncio.sleep(STORE_RETRY)
+        if not stored.done():
+            stored.set_result(None)
         if self.shared:
             self.acceptor.store.discard(record.task_id)  # the backend shows it from now on
         self._wake.set()

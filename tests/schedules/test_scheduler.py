@@ -287,3 +287,44 @@ async def started() -> AsyncIterator[TaskManager]:
     manager = TaskManager()
     async with manager.lifespan():
         yield manager
+
+
+@pytest.mark.parametrize("sync_route", [True, False])
+async def test_a_response_returns_a_delayed_task_id_once_it_is_stored(
+    tmp_path: Path, sync_route: bool
+) -> None:
+    db = tmp_path / "tasks.db"
+    manager = TaskManager(snapshot_db=db)
+    app = FastAPI()
+    TaskAdmin(app, manager)
+
+    @manager.task
+    def later(n: int) -> None: ...
+
+    if sync_route:
+
+        @app.post("/later")
+        def enqueue(background_tasks: BackgroundTasks) -> dict[str, object]:
+            return {"id": background_tasks.add_task(later, 1, countdown=60)}
+
+    else:
+
+        @app.post("/later")
+        async def enqueue_async(background_tasks: BackgroundTasks) -> dict[str, object]:
+            return {"id": background_tasks.add_task(later, 1, countdown=60)}
+
+    reader = SqliteBackend(db)
+    async with (
+        manager.lifespan(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        await reader.open()
+        try:
+            for _ in range(5):
+                task_id = (await client.post("/later")).json()["id"]
+                # Read straight from the file the moment the response is in: already stored.
+                stored = await reader.get(task_id)
+                assert stored is not None and stored.status is TaskStatus.SCHEDULED
+                assert stored.scheduled_for is not None
+        finally:
+            await reader.close()
