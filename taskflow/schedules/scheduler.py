@@ -247,8 +247,8 @@ class Scheduler:
         if tick is None or not self.acceptor.runner.open:
             return
         last = state.last_tick if state is not None else None
-        task_id = new_task_id()
-        if not await self.backend.claim_tick(schedule.name, tick, task_id):
+        run = self._run_record(schedule, tick)
+        if not await self.backend.claim_tick(schedule.name, tick, run):
             return  # another instance fired it
         self.fired += 1
         if last is not None and tick > schedule.spec.next_after(last):
@@ -263,7 +263,7 @@ class Scheduler:
             definition.func,
             schedule.args,
             dict(schedule.kwargs),
-            task_id=task_id,
+            task_id=run.task_id,
             schedule=schedule.name,
             scheduled_for=tick,
         )
@@ -271,6 +271,26 @@ class Scheduler:
             rest = launch.after_response()
             if rest is not DONE:
                 self.acceptor.runner.track(asyncio.ensure_future(rest), record)
+
+    def _run_record(self, schedule: Schedule, tick: datetime) -> TaskRecord:
+        """The pending record of a tick's run, stored with its claim (the launch then makes
+        the same record, under the same id, and writes its progress over it)."""
+        kept = keep_arguments(
+            schedule.args,
+            schedule.kwargs,
+            max_bytes=self.acceptor.max_args_bytes,
+            display=self.acceptor.display_args,
+        )
+        return TaskRecord(
+            task_id=new_task_id(),
+            func_name=schedule.definition.name,
+            instance_id=self.instance_id(),
+            args=kept.args,
+            kwargs=kept.kwargs,
+            rerunnable=kept.exact,
+            schedule=schedule.name,
+            scheduled_for=tick,
+        )
 
     async def views(self, history: HistoryLookup) -> list[ScheduleView]:
         """Every registered schedule with its next and last run (the last run's status read
