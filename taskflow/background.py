@@ -14,8 +14,10 @@ Two ways in:
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from typing import Any
 
 import fastapi.dependencies.utils as fastapi_dependency_utils
@@ -29,7 +31,7 @@ class _Request:
     """What the middleware tells code running in one request: its app's acceptor, and the
     background tasks the request queued."""
 
-    __slots__ = ("accepted", "acceptor", "inject", "launches")
+    __slots__ = ("accepted", "acceptor", "delayed", "inject", "launches")
 
     def __init__(self, acceptor: Acceptor, inject: bool) -> None:
         self.acceptor = acceptor
@@ -40,6 +42,8 @@ class _Request:
         self.launches: list[Launch] = []
         #: How many of them the held response has accepted (see :class:`_HeldResponse`).
         self.accepted = 0
+        #: Writes of the delayed tasks it queued (``run_at=``/``countdown=``) not yet awaited.
+        self.delayed: list[Future[None]] = []
 
 
 _request: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
@@ -82,7 +86,10 @@ class ManagedBackgroundTasks(BackgroundTasks):
             if acceptor.delay is None:
                 raise RuntimeError("this manager cannot delay tasks")
             run_at, countdown = kwargs.pop("run_at", None), kwargs.pop("countdown", None)
-            return acceptor.delay(func, args, kwargs, run_at, countdown)
+            task_id, stored = acceptor.delay(func, args, kwargs, run_at, countdown)
+            if request is not None:
+                request.delayed.append(stored)  # its response waits for the write
+            return task_id
         key = kwargs.pop("idempotency_key", None)
         tags = kwargs.pop("tags", None)
         # In a request through the middleware, its response accepts the task (see
@@ -195,15 +202,22 @@ class _HeldResponse:
             await self.release()
             return
         request = self.request
-        if message["type"] == "http.response.start" and len(request.launches) > request.accepted:
-            accepted, request.accepted = request.accepted, len(request.launches)
-            # A success starts its tasks first: a short one has finished when the commit
-            # takes its batch, and is written once instead of twice. Not an error: FastAPI
-            # runs no background tasks of a request that raised.
-            success = 200 <= message["status"] < 300
-            for launch in request.launches[accepted:]:
-                launch.accept(success)
-            self.ticket = request.acceptor.persist_soon()
+        starting = message["type"] == "http.response.start"
+        if starting and (len(request.launches) > request.accepted or request.delayed):
+            ticket = None
+            if len(request.launches) > request.accepted:
+                accepted, request.accepted = request.accepted, len(request.launches)
+                # A success starts its tasks first: a short one has finished when the commit
+                # takes its batch, and is written once instead of twice. Not an error: FastAPI
+                # runs no background tasks of a request that raised.
+                success = 200 <= message["status"] < 300
+                for launch in request.launches[accepted:]:
+                    launch.accept(success)
+                ticket = request.acceptor.persist_soon()
+            if request.delayed:
+                delayed, request.delayed = request.delayed, []
+                ticket = _delayed_stored(ticket, delayed, request.acceptor.accept_timeout)
+            self.ticket = ticket
             self.messages.append(message)
             return
         await self._send(message)
@@ -218,3 +232,15 @@ class _HeldResponse:
         messages, self.messages = self.messages, []
         for message in messages:
             await self._send(message)
+
+
+async def _delayed_stored(
+    ticket: Awaitable[bool] | None, delayed: list[Future[None]], timeout: float
+) -> bool:
+    """The held response's wait when it queued delayed tasks: their own writes (they go to the
+    schedule store, not through the group commit) besides the commit's, bounded by
+    ``accept_timeout`` like it."""
+    writes = [asyncio.wrap_future(future) for future in delayed]
+    done, _ = await asyncio.wait(writes, timeout=timeout)
+    committed = True if ticket is None else await ticket
+    return committed and len(done) == len(writes)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
@@ -26,9 +27,11 @@ from taskflow.tasks import TaskDefinition, TaskRegistry
 
 #: What starts an accepted task when awaited.
 Starter = Callable[[], Awaitable[None]]
-#: Stores a delayed task: (function, args, kwargs, run_at, countdown) -> its id.
+#: Stores a delayed task: (function, args, kwargs, run_at, countdown) -> its id, and a future
+#: done once it is stored.
 Delayer = Callable[
-    [Callable[..., Any], tuple[Any, ...], dict[str, Any], "datetime | None", "float | None"], str
+    [Callable[..., Any], tuple[Any, ...], dict[str, Any], "datetime | None", "float | None"],
+    "tuple[str, Future[None]]",
 ]
 
 

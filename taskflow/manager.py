@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
@@ -305,6 +306,7 @@ class TaskManager:
         retries: int = 0,
         delay: float = 0.0,
         backoff: float = 1.0,
+        requeue_on_interrupt: bool = False,
     ) -> Callable[[F], F]:
         """Run a sync or async function periodically: ``every=timedelta(minutes=5)`` (ticks at
         whole multiples of the interval since the epoch, UTC) or ``cron="*/5 * * * *"`` with an
@@ -315,7 +317,8 @@ class TaskManager:
         waits for the next tick unless the missed one is at most ``grace`` (a timedelta or
         seconds) late; older missed
         ticks never run. The function is registered as a task (under ``name``, default its
-        ``__name__``) with the retry policy given, unless ``@task`` registered it already.
+        ``__name__``) with the retry policy given (and ``requeue_on_interrupt``: a run whose
+        instance is lost runs again on a survivor), unless ``@task`` registered it already.
         ``args`` and ``kwargs`` are passed to every run. See docs/schedules.md.
         """
         spec = make_spec(every, cron, timezone)
@@ -325,7 +328,7 @@ class TaskManager:
             definition = self._registry.for_func(fn)
             if self._registry.by_name(definition.name) is not definition:
                 task_name = name or getattr(fn, "__name__", None) or adhoc_name(fn)
-                definition = TaskDefinition(task_name, fn, policy)
+                definition = TaskDefinition(task_name, fn, policy, requeue_on_interrupt)
                 self._registry.add(definition)
             schedule = Schedule(
                 name=name or definition.name,
@@ -373,12 +376,11 @@ class TaskManager:
         kwargs: dict[str, Any],
         run_at: datetime | None,
         countdown: float | None,
-    ) -> str:
+    ) -> tuple[str, Future[None]]:
         record = self._schedules.delayed_record(
             self._registry.for_func(func), args, kwargs, run_time(run_at, countdown)
         )
-        self._schedules.add_delayed_soon(record)
-        return record.task_id
+        return record.task_id, self._schedules.add_delayed_soon(record)
 
     async def schedules(self) -> list[ScheduleView]:
         """Every periodic schedule registered here, with its next run, its last run (and that

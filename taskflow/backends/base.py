@@ -281,14 +281,18 @@ class ScheduleBackend(ABC):
     """
 
     @abstractmethod
-    async def claim_tick(self, name: str, tick: datetime, task_id: str) -> bool:
-        """Claim tick ``tick`` (its scheduled time) of schedule ``name`` for the run
-        ``task_id``: True for exactly one caller.
+    async def claim_tick(self, name: str, tick: datetime, run: TaskRecord) -> bool:
+        """Claim tick ``tick`` (its scheduled time) of schedule ``name`` for ``run``, the
+        record of the task that runs it (pending, owned by the caller): True for exactly one
+        caller.
 
         Atomic and monotonic: when several callers claim the same tick at once, exactly one
         gets True; a tick at or before the newest one claimed is never claimed again (so a host
-        whose clock lags cannot run a tick a second time). On True, ``task_id`` becomes the
-        schedule's ``last_task_id``.
+        whose clock lags cannot run a tick a second time); nothing is claimed while the
+        schedule is paused. On True, ``run`` is stored with the claim (in the same transaction
+        where the store has them; Redis saves it right after), so a claimer killed before the
+        task starts leaves a live record that the cluster takes over, never a silent gap; its
+        id becomes the schedule's ``last_task_id``.
         """
 
     @abstractmethod

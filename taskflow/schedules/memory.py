@@ -21,12 +21,12 @@ class MemorySchedules(ScheduleBackend):
         self._delayed: dict[str, TaskRecord] = {}
         self._queue: list[tuple[datetime, str]] = []
 
-    async def claim_tick(self, name: str, tick: datetime, task_id: str) -> bool:
+    async def claim_tick(self, name: str, tick: datetime, run: TaskRecord) -> bool:
         state = self._states.setdefault(name, ScheduleState(name))
-        if state.last_tick is not None and tick <= state.last_tick:
+        if state.paused or (state.last_tick is not None and tick <= state.last_tick):
             return False
-        state.last_tick, state.last_task_id = tick, task_id
-        return True
+        state.last_tick, state.last_task_id = tick, run.task_id
+        return True  # the run's record is this process's own: the store holds it
 
     async def schedule_states(self) -> dict[str, ScheduleState]:
         return {name: replace(state) for name, state in self._states.items()}

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -246,8 +247,8 @@ class Scheduler:
         if tick is None or not self.acceptor.runner.open:
             return
         last = state.last_tick if state is not None else None
-        task_id = new_task_id()
-        if not await self.backend.claim_tick(schedule.name, tick, task_id):
+        run = self._run_record(schedule, tick)
+        if not await self.backend.claim_tick(schedule.name, tick, run):
             return  # another instance fired it
         self.fired += 1
         if last is not None and tick > schedule.spec.next_after(last):
@@ -262,7 +263,7 @@ class Scheduler:
             definition.func,
             schedule.args,
             dict(schedule.kwargs),
-            task_id=task_id,
+            task_id=run.task_id,
             schedule=schedule.name,
             scheduled_for=tick,
         )
@@ -270,6 +271,26 @@ class Scheduler:
             rest = launch.after_response()
             if rest is not DONE:
                 self.acceptor.runner.track(asyncio.ensure_future(rest), record)
+
+    def _run_record(self, schedule: Schedule, tick: datetime) -> TaskRecord:
+        """The pending record of a tick's run, stored with its claim (the launch then makes
+        the same record, under the same id, and writes its progress over it)."""
+        kept = keep_arguments(
+            schedule.args,
+            schedule.kwargs,
+            max_bytes=self.acceptor.max_args_bytes,
+            display=self.acceptor.display_args,
+        )
+        return TaskRecord(
+            task_id=new_task_id(),
+            func_name=schedule.definition.name,
+            instance_id=self.instance_id(),
+            args=kept.args,
+            kwargs=kept.kwargs,
+            rerunnable=kept.exact,
+            schedule=schedule.name,
+            scheduled_for=tick,
+        )
 
     async def views(self, history: HistoryLookup) -> list[ScheduleView]:
         """Every registered schedule with its next and last run (the last run's status read
@@ -354,22 +375,25 @@ class Scheduler:
         await self.backend.add_delayed(record)
         self._wake.set()
 
-    def add_delayed_soon(self, record: TaskRecord) -> None:
-        """Store a delayed task from synchronous code (``add_task(run_at=...)``): in a task of
-        its own on the manager's loop, retried while the backend fails. Until it is stored
-        the record is kept in this instance's memory, so reads here show it."""
+    def add_delayed_soon(self, record: TaskRecord) -> Future[None]:
+        """Store a delayed task from synchronous code (``add_task(run_at=...)``, maybe in a
+        worker thread): in a task of its own on the manager's loop, retried while the backend
+        fails. Until it is stored the record is kept in this instance's memory, so reads here
+        show it. The returned future is done once it is stored (a held response waits for it)."""
         self.acceptor.store.add(record)
         loop = self.acceptor.loop
         if loop is None:
             raise RuntimeError("add_task(run_at=...) needs a started manager")
-        loop.call_soon_threadsafe(self._spawn_write, record)
+        stored: Future[None] = Future()
+        loop.call_soon_threadsafe(self._spawn_write, record, stored)
+        return stored
 
-    def _spawn_write(self, record: TaskRecord) -> None:
-        task = asyncio.get_running_loop().create_task(self._write(record))
+    def _spawn_write(self, record: TaskRecord, stored: Future[None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(record, stored))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write(self, record: TaskRecord) -> None:
+    async def _write(self, record: TaskRecord, stored: Future[None]) -> None:
         while True:
             try:
                 await self.backend.add_delayed(record)
@@ -377,6 +401,8 @@ class Scheduler:
             except (BackendError, OSError) as exc:
                 logger.warning("taskflow could not store delayed task %s: %s", record.task_id, exc)
                 await asyncio.sleep(STORE_RETRY)
+        if not stored.done():
+            stored.set_result(None)
         if self.shared:
             self.acceptor.store.discard(record.task_id)  # the backend shows it from now on
         self._wake.set()

@@ -78,7 +78,12 @@ class Cron(ScheduleSpec):
     changes."""
 
     def __init__(self, expression: str, timezone_name: str | None = None) -> None:
-        from croniter import CroniterError, croniter  # imported where cron is used
+        try:  # imported where cron is used: the "cron" extra
+            from croniter import CroniterError, croniter
+        except ImportError as exc:
+            raise ImportError(
+                "schedule(cron=...) needs croniter: pip install 'taskflow-kit[cron]'"
+            ) from exc
 
         if not isinstance(expression, str):
             raise TypeError(f"cron= takes a string, not {expression!r}")

@@ -25,6 +25,11 @@ async def opened(store: Store, count: int) -> list[SnapshotBackend]:
     return backends
 
 
+def run(task_id: str, owner: str = "web-1") -> TaskRecord:
+    """The pending record of a tick's run, as the scheduler claims it."""
+    return TaskRecord(task_id, "report", TaskStatus.PENDING, instance_id=owner, schedule="report")
+
+
 def delayed(task_id: str, due: datetime, owner: str = "web-1") -> TaskRecord:
     return TaskRecord(
         task_id,
@@ -42,24 +47,29 @@ async def test_a_tick_is_claimed_once_and_never_before_the_newest(
     backend: SnapshotBackend,
 ) -> None:
     assert await backend.schedule_states() == {}
-    assert await backend.claim_tick("report", TICK, "run-1")
-    assert not await backend.claim_tick("report", TICK, "run-2")
-    assert not await backend.claim_tick("report", TICK - timedelta(seconds=1), "run-3")
-    assert await backend.claim_tick("report", TICK + timedelta(seconds=1), "run-4")
-    assert await backend.claim_tick("other", TICK, "run-5")  # schedules are independent
+    assert await backend.claim_tick("report", TICK, run("run-1"))
+    assert not await backend.claim_tick("report", TICK, run("run-2"))
+    assert not await backend.claim_tick("report", TICK - timedelta(seconds=1), run("run-3"))
+    assert await backend.claim_tick("report", TICK + timedelta(seconds=1), run("run-4"))
+    assert await backend.claim_tick("other", TICK, run("run-5"))  # schedules are independent
     states = await backend.schedule_states()
     assert sorted(states) == ["other", "report"]
     report = states["report"]
     assert report.last_tick == TICK + timedelta(seconds=1)
     assert report.last_task_id == "run-4"
     assert not report.paused
+    # The winner's run is stored with its claim; a loser's is not.
+    stored = await backend.get("run-1")
+    assert stored is not None and stored.status is TaskStatus.PENDING
+    assert stored.schedule == "report" and stored.instance_id == "web-1"
+    assert await backend.get("run-2") is None and await backend.get("run-3") is None
 
 
 async def test_ticks_keep_their_sub_second_time(backend: SnapshotBackend) -> None:
     tick = TICK + timedelta(microseconds=100_000)
-    assert await backend.claim_tick("fast", tick, "a")
-    assert not await backend.claim_tick("fast", tick, "b")
-    assert await backend.claim_tick("fast", tick + timedelta(milliseconds=100), "c")
+    assert await backend.claim_tick("fast", tick, run("a"))
+    assert not await backend.claim_tick("fast", tick, run("b"))
+    assert await backend.claim_tick("fast", tick + timedelta(milliseconds=100), run("c"))
     assert (await backend.schedule_states())["fast"].last_tick == tick + timedelta(milliseconds=100)
 
 
@@ -68,18 +78,23 @@ async def test_concurrent_claimers_of_one_tick_exactly_one_wins(store: Store) ->
     for n in range(15):
         tick = TICK + timedelta(seconds=n)
         wins = await asyncio.gather(
-            *(b.claim_tick("every-second", tick, f"run-{n}-{i}") for i, b in enumerate(backends))
+            *(
+                b.claim_tick("every-second", tick, run(f"run-{n}-{i}"))
+                for i, b in enumerate(backends)
+            )
         )
         assert sum(wins) == 1, (n, wins)
         winner = wins.index(True)
         state = (await backends[0].schedule_states())["every-second"]
         assert state.last_task_id == f"run-{n}-{winner}"
+        stored = [await backends[0].get(f"run-{n}-{i}") for i in range(len(backends))]
+        assert [r is not None for r in stored] == wins
 
 
 async def test_concurrent_claimers_of_a_new_schedule_exactly_one_wins(store: Store) -> None:
     backends = await opened(store, 6)
     wins = await asyncio.gather(
-        *(b.claim_tick("new", TICK, str(i)) for i, b in enumerate(backends))
+        *(b.claim_tick("new", TICK, run(str(i))) for i, b in enumerate(backends))
     )
     assert sum(wins) == 1
 
@@ -90,10 +105,10 @@ async def test_a_paused_schedule_claims_nothing_until_resumed(store: Store) -> N
     await first.set_paused("report", True)  # idempotent
     assert (await second.schedule_states())["report"].paused
     assert (await second.schedule_states())["report"].last_tick is None
-    assert not await second.claim_tick("report", TICK, "run-1")
+    assert not await second.claim_tick("report", TICK, run("run-1"))
     await second.set_paused("report", False)
     assert not (await first.schedule_states())["report"].paused
-    assert await first.claim_tick("report", TICK, "run-2")
+    assert await first.claim_tick("report", TICK, run("run-2"))
     await first.set_paused("report", True)
     state = (await second.schedule_states())["report"]
     assert state.paused and state.last_tick == TICK and state.last_task_id == "run-2"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 
-from taskflow import TaskAdmin, TaskManager, TaskStatus
+from taskflow import TaskAdmin, TaskManager, TaskRecord, TaskStatus
 from taskflow.backends.sqlite import SqliteBackend
 from taskflow.models import utcnow
 from taskflow.schedules.spec import Every
@@ -151,7 +151,8 @@ async def test_missed_ticks_follow_the_catch_up_policy(
     # The last tick claimed was three hours ago: two were missed, the newest is due (late).
     backend = SqliteBackend(db)
     await backend.open()
-    await backend.claim_tick("hourly", Every(hour).latest(utcnow()) - 3 * hour, "old")
+    old = TaskRecord("old", "hourly", TaskStatus.SUCCESS, instance_id="gone")
+    await backend.claim_tick("hourly", Every(hour).latest(utcnow()) - 3 * hour, old)
     await backend.close()
     manager = TaskManager(snapshot_db=db)
     fired: list[int] = []
@@ -332,3 +333,87 @@ async def started() -> AsyncIterator[TaskManager]:
     manager = TaskManager()
     async with manager.lifespan():
         yield manager
+
+
+@pytest.mark.parametrize("sync_route", [True, False])
+async def test_a_response_returns_a_delayed_task_id_once_it_is_stored(
+    tmp_path: Path, sync_route: bool
+) -> None:
+    db = tmp_path / "tasks.db"
+    manager = TaskManager(snapshot_db=db)
+    app = FastAPI()
+    TaskAdmin(app, manager)
+
+    @manager.task
+    def later(n: int) -> None: ...
+
+    if sync_route:
+
+        @app.post("/later")
+        def enqueue(background_tasks: BackgroundTasks) -> dict[str, object]:
+            return {"id": background_tasks.add_task(later, 1, countdown=60)}
+
+    else:
+
+        @app.post("/later")
+        async def enqueue_async(background_tasks: BackgroundTasks) -> dict[str, object]:
+            return {"id": background_tasks.add_task(later, 1, countdown=60)}
+
+    reader = SqliteBackend(db)
+    async with (
+        manager.lifespan(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        await reader.open()
+        try:
+            for _ in range(5):
+                task_id = (await client.post("/later")).json()["id"]
+                # Read straight from the file the moment the response is in: already stored.
+                stored = await reader.get(task_id)
+                assert stored is not None and stored.status is TaskStatus.SCHEDULED
+                assert stored.scheduled_for is not None
+        finally:
+            await reader.close()
+
+
+@pytest.mark.parametrize(
+    ("requeue", "status", "runs"), [(True, "success", 1), (False, "interrupted", 0)]
+)
+async def test_a_tick_whose_claimer_died_is_taken_over_not_lost(
+    tmp_path: Path, requeue: bool, status: str, runs: int
+) -> None:
+    db = tmp_path / "tasks.db"
+    hour = timedelta(hours=1)
+    tick = Every(hour).latest(utcnow())
+    # An instance claimed the tick (its run stored with the claim), then died before running it.
+    backend = SqliteBackend(db)
+    await backend.open()
+    orphan = TaskRecord(
+        "orphan-run",
+        "hourly",
+        TaskStatus.PENDING,
+        instance_id="gone-1",
+        args=[],
+        kwargs={},
+        rerunnable=True,
+        schedule="hourly",
+        scheduled_for=tick,
+    )
+    assert await backend.claim_tick("hourly", tick, orphan)
+    await backend.close()
+
+    manager = TaskManager(snapshot_db=db, heartbeat_interval=0.2, instance_expiry=0.8)
+    ran: list[int] = []
+
+    @manager.schedule(every=hour, requeue_on_interrupt=requeue)
+    def hourly() -> None:
+        ran.append(1)
+
+    async with manager.lifespan():
+        await eventually(
+            lambda: _any(manager, lambda r: r.task_id == "orphan-run" and r.status.finished)
+        )
+        await asyncio.sleep(0.5)  # and the survivor does not fire that tick itself
+        record = await manager.aget("orphan-run")
+    assert record is not None and record.status.value == status
+    assert len(ran) == runs

@@ -120,3 +120,12 @@ def test_a_non_number_interval_is_a_type_error() -> None:
         Every("5")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Every(True)
+
+
+def test_cron_without_croniter_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "croniter", None)  # what an environment without it sees
+    with pytest.raises(ImportError, match=r"taskflow-kit\[cron\]"):
+        Cron("* * * * *")
+    assert Every(60).interval.total_seconds() == 60  # every= needs nothing more

@@ -393,9 +393,13 @@ class PostgresBackend(SnapshotBackend):
 
     # -- scheduled tasks (see SnapshotBackend) ------------------------------------------------
 
-    async def claim_tick(self, name: str, tick: datetime, task_id: str) -> bool:
+    async def claim_tick(self, name: str, tick: datetime, run: TaskRecord) -> bool:
+        columns = [[value] for value in self._row(run)]
         with self._errors("claim tick"):
-            won = await self._require().fetchval(self._sql.claim_tick, name, epoch(tick), task_id)
+            async with self._require().acquire() as conn, conn.transaction():
+                won = await conn.fetchval(self._sql.claim_tick, name, epoch(tick), run.task_id)
+                if won is not None:
+                    await conn.fetch(self._sql.upsert, *columns)
         return won is not None
 
     async def schedule_states(self) -> dict[str, ScheduleState]:

@@ -444,11 +444,15 @@ class RedisBackend(SnapshotBackend):
 
     # -- scheduled tasks (see SnapshotBackend) ------------------------------------------------
 
-    async def claim_tick(self, name: str, tick: datetime, task_id: str) -> bool:
+    async def claim_tick(self, name: str, tick: datetime, run: TaskRecord) -> bool:
         keys = [self.keys.schedule(name), self.keys.schedules]
-        return bool(
-            await self._script("claim tick", "CLAIM_TICK", keys, [repr(epoch(tick)), task_id, name])
-        )
+        args = [repr(epoch(tick)), run.task_id, name]
+        if not await self._script("claim tick", "CLAIM_TICK", keys, args):
+            return False
+        # One round trip after the claim (a script cannot call the save script): the window a
+        # kill could leave a claimed tick without its record is that round trip.
+        await self.save([run])
+        return True
 
     async def schedule_states(self) -> dict[str, ScheduleState]:
         client = self._require()

@@ -334,9 +334,10 @@ class SqliteBackend(SnapshotBackend):
 
     # -- scheduled tasks (see SnapshotBackend); the SQL lives in .schedules --------------------
 
-    async def claim_tick(self, name: str, tick: datetime, task_id: str) -> bool:
-        return await self._run(
-            "claim tick", lambda c: schedules.claim_tick(c, name, tick, task_id), write=True
+    async def claim_tick(self, name: str, tick: datetime, run: TaskRecord) -> bool:
+        row, tick_ts = task_row(self.codec, run), epoch(tick)
+        return await self._write_in_thread(
+            "claim tick", lambda conn: schedules.claim_tick(conn, name, tick_ts, row)
         )
 
     async def schedule_states(self) -> dict[str, ScheduleState]:

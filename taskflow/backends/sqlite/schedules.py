@@ -36,9 +36,14 @@ def _time(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, timezone.utc)
 
 
-async def claim_tick(conn: aiosqlite.Connection, name: str, tick: datetime, task_id: str) -> bool:
-    cursor = await conn.execute(CLAIM_TICK, (name, epoch(tick), task_id))
-    return cursor.rowcount == 1
+def claim_tick(
+    conn: sqlite3.Connection, name: str, tick_ts: float, row: tuple[object, ...]
+) -> bool:
+    """Claim the tick and, when claimed, store its run's row (as :func:`task_row` makes it)."""
+    if conn.execute(CLAIM_TICK, (name, tick_ts, row[0])).rowcount != 1:
+        return False
+    conn.execute(UPSERT, row)
+    return True
 
 
 async def schedule_states(conn: aiosqlite.Connection) -> dict[str, ScheduleState]:
