@@ -30,7 +30,7 @@ $(APP_STAMP): pyproject.toml
 # sends them real signals.
 test: setup
 	$(PY) -m pytest tests -m "not integration" -q
-	$(PY) -m pytest tests -m integration -q
+	$(PY) -m pytest tests -m integration -q --durations=25
 
 test-unit: setup
 	$(PY) -m pytest tests -m "not integration" -q
