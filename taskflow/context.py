@@ -239,3 +239,24 @@ class TaskLogHandler(logging.Handler):
             )
         except Exception:
             self.handleError(record)
+
+
+#: The root logger's capturing handler while some manager with ``capture_logging`` runs, and
+#: how many do (one handler for all of them, so a line is kept once).
+_capture: list[TaskLogHandler] = []
+_capturing = 0
+
+
+def capture_logging(on: bool) -> None:
+    """Start (``True``) or stop one manager's capture of ``logging`` records inside tasks."""
+    global _capturing
+    root = logging.getLogger()
+    if on:
+        _capturing += 1
+        if not _capture:
+            _capture.append(TaskLogHandler(logging.INFO))
+            root.addHandler(_capture[0])
+    elif _capturing > 0:
+        _capturing -= 1
+        if _capturing == 0 and _capture:
+            root.removeHandler(_capture.pop())

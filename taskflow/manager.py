@@ -31,7 +31,7 @@ from taskflow.cluster import (
     Takeover,
     default_instance_id,
 )
-from taskflow.context import TaskLogHandler
+from taskflow.context import capture_logging
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
 from taskflow.models import TaskRecord, TaskStatus
@@ -167,9 +167,10 @@ class TaskManager:
             if cluster is not None and persist_live
             else None
         )
-        #: With ``capture_logging``: the root logger's handler that keeps the ``logging`` records
-        #: emitted inside a task with its record (see :class:`~taskflow.context.TaskLogHandler`).
-        self._log_handler = TaskLogHandler(logging.INFO) if capture_logging else None
+        #: Keep the ``logging`` records emitted inside tasks with their records while started
+        #: (a root logger handler, :class:`~taskflow.context.TaskLogHandler`).
+        self.capture_logging = capture_logging
+        self._capturing = False
         self._started = False
         self.draining = False
         #: Set as soon as :meth:`stop` begins, so long-lived readers (dashboard streams) end first.
@@ -488,8 +489,9 @@ class TaskManager:
             await self._cluster.start()
         if self._cancels is not None:
             await self._cancels.start()
-        if self._log_handler is not None:
-            logging.getLogger().addHandler(self._log_handler)
+        if self.capture_logging:
+            capture_logging(True)
+            self._capturing = True
         self._started = True
         if self._history_only:
             logger.warning(
@@ -513,8 +515,9 @@ class TaskManager:
         self.stopping.set()
         if self._cancels is not None:
             await self._cancels.stop()
-        if self._log_handler is not None:
-            logging.getLogger().removeHandler(self._log_handler)
+        if self._capturing:
+            capture_logging(False)
+            self._capturing = False
         await shut_down(
             self._runner,
             self._store,
