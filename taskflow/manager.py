@@ -8,6 +8,7 @@ start and stop. It builds the parts and wires them, each handing work down:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -34,7 +35,7 @@ from taskflow.cluster import (
 from taskflow.context import capture_logging
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
-from taskflow.models import TaskRecord, TaskStatus
+from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.persistence import Persistence
 from taskflow.persistence.history import Counts, ExtraFilter
 from taskflow.persistence.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_UNFLUSHED_BYTES, TaskStore
@@ -450,12 +451,25 @@ class TaskManager:
                 f"task {task_id} has finished ({record.status.value}); only pending or running "
                 "tasks can be cancelled"
             )
-        cluster = cluster_part(self.backend)
-        if cluster is None or self._cancels is None:
+        backend = self.backend
+        cluster = cluster_part(backend)
+        if backend is None or cluster is None or self._cancels is None:
             raise CancelRefused(
                 f"task {task_id} runs on instance {record.instance_id}, and the backend has no "
                 "cluster contract to pass the request on"
             )
+        if record.instance_id not in {i.instance_id for i in await cluster.instances()}:
+            # Parked for requeue, or its instance is gone: nobody runs it, and no watcher would
+            # read the request. Finished here instead, as its owner (a claim that moved it
+            # meanwhile makes the save refuse, and the request below reaches the claimer).
+            stopped = dataclasses.replace(
+                record,
+                status=TaskStatus.CANCELLED,
+                end_time=utcnow(),
+                error="cancelled before an instance ran it (parked, or its instance was gone)",
+            )
+            if not await backend.save([stopped]):
+                return stopped
         await cluster.request_cancel(task_id)
         return record
 
