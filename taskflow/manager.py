@@ -271,8 +271,9 @@ class TaskManager:
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(kind, record)`` on the event loop at every lifecycle event of this
-        instance's tasks (created, started, retrying, finished); it must be quick and never
-        block. Returns the function that unsubscribes it."""
+        instance's tasks (created, started, retrying, updated: new log lines or progress,
+        finished); it must be quick and never block. Returns the function that unsubscribes
+        it."""
         return self._bus.subscribe(listener)
 
     # -- submitting ------------------------------------------------------------------------
