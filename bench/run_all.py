@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench import enqueue, flush, history, http_enqueue, write_cost
+from bench import enqueue, flush, history, http_enqueue, task_control, write_cost
 
 
 def main() -> None:
@@ -12,6 +12,7 @@ def main() -> None:
     asyncio.run(write_cost.main())
     asyncio.run(history.main())
     asyncio.run(enqueue.main())
+    asyncio.run(task_control.main())
     http_enqueue.main()
 
 

@@ -1,7 +1,8 @@
 """What a running task knows and says about itself: :func:`task_context` and :func:`task_log`.
 
 Inside a task function (async, or sync in its thread) ``task_context()`` gives the task's id,
-function name, attempt, instance, whether a cancellation was asked for, and ``progress()``;
+function name, attempt, instance, tags, whether a cancellation was asked for, and
+``progress()``;
 ``task_log("...", level="info", **fields)`` keeps a line with the task's record (bounded in
 count and bytes, the overflow counted). :class:`TaskLogHandler` (opt-in) keeps the task's own
 ``logging`` records the same way.
@@ -94,6 +95,11 @@ class TaskContext:
     @property
     def instance_id(self) -> str:
         return self.record.instance_id
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The task's tags (``add_task(..., tags={...})``; a copy)."""
+        return dict(self.record.tags or {})
 
     @property
     def cancelled(self) -> bool:
@@ -239,3 +245,24 @@ class TaskLogHandler(logging.Handler):
             )
         except Exception:
             self.handleError(record)
+
+
+#: The root logger's capturing handler while some manager with ``capture_logging`` runs, and
+#: how many do (one handler for all of them, so a line is kept once).
+_capture: list[TaskLogHandler] = []
+_capturing = 0
+
+
+def capture_logging(on: bool) -> None:
+    """Start (``True``) or stop one manager's capture of ``logging`` records inside tasks."""
+    global _capturing
+    root = logging.getLogger()
+    if on:
+        _capturing += 1
+        if not _capture:
+            _capture.append(TaskLogHandler(logging.INFO))
+            root.addHandler(_capture[0])
+    elif _capturing > 0:
+        _capturing -= 1
+        if _capturing == 0 and _capture:
+            root.removeHandler(_capture.pop())

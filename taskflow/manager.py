@@ -8,6 +8,7 @@ start and stop. It builds the parts and wires them, each handing work down:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -32,10 +33,17 @@ from taskflow.cluster import (
     Takeover,
     default_instance_id,
 )
-from taskflow.context import TaskLogHandler
+from taskflow.context import capture_logging
 from taskflow.events import EventBus, EventKind, Listener
 from taskflow.launch import DONE, Acceptor, Launch
-from taskflow.models import LIVE_STATUSES, TERMINAL_STATUSES, AuditEntry, TaskRecord, TaskStatus
+from taskflow.models import (
+    LIVE_STATUSES,
+    TERMINAL_STATUSES,
+    AuditEntry,
+    TaskRecord,
+    TaskStatus,
+    utcnow,
+)
 from taskflow.persistence import Persistence
 from taskflow.persistence.bulk import DEFAULT_PURGE_LIMIT, MAX_PURGE_LIMIT, PurgeResult
 from taskflow.persistence.history import Counts, ExtraFilter
@@ -196,9 +204,10 @@ class TaskManager:
             if cluster is not None and persist_live
             else None
         )
-        #: With ``capture_logging``: the root logger's handler that keeps the ``logging`` records
-        #: emitted inside a task with its record (see :class:`~taskflow.context.TaskLogHandler`).
-        self._log_handler = TaskLogHandler(logging.INFO) if capture_logging else None
+        #: Keep the ``logging`` records emitted inside tasks with their records while started
+        #: (a root logger handler, :class:`~taskflow.context.TaskLogHandler`).
+        self.capture_logging = capture_logging
+        self._capturing = False
         self._started = False
         self.draining = False
         #: Set as soon as :meth:`stop` begins, so long-lived readers (dashboard streams) end first.
@@ -403,8 +412,9 @@ class TaskManager:
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener(kind, record)`` on the event loop at every lifecycle event of this
-        instance's tasks (created, started, retrying, finished); it must be quick and never
-        block. Returns the function that unsubscribes it."""
+        instance's tasks (created, started, retrying, updated: new log lines or progress,
+        finished); it must be quick and never block. Returns the function that unsubscribes
+        it."""
         return self._bus.subscribe(listener)
 
     # -- submitting ------------------------------------------------------------------------
@@ -581,25 +591,41 @@ class TaskManager:
         if record is None:
             raise KeyError(task_id)
         if record.status is TaskStatus.SCHEDULED:
-            self._schedules.cancel_delayed(record)
-            await self.flush()
-            cluster = cluster_part(self.backend)
-            if cluster is not None and self._cancels is not None:
-                # Passed on too, for an instance that claims it at this very moment.
-                await cluster.request_cancel(task_id)
-            return record
+            return await self._cancel_delayed(record)
         if record.status.finished:
             raise CancelRefused(
                 f"task {task_id} has finished ({record.status.value}); only pending or running "
                 "tasks can be cancelled"
             )
-        cluster = cluster_part(self.backend)
-        if cluster is None or self._cancels is None:
+        backend = self.backend
+        cluster = cluster_part(backend)
+        if backend is None or cluster is None or self._cancels is None:
             raise CancelRefused(
                 f"task {task_id} runs on instance {record.instance_id}, and the backend has no "
                 "cluster contract to pass the request on"
             )
+        if record.instance_id not in {i.instance_id for i in await cluster.instances()}:
+            # Parked for requeue, or its instance is gone: nobody runs it, and no watcher would
+            # read the request. Finished here instead, as its owner (a claim that moved it
+            # meanwhile makes the save refuse, and the request below reaches the claimer).
+            stopped = dataclasses.replace(
+                record,
+                status=TaskStatus.CANCELLED,
+                end_time=utcnow(),
+                error="cancelled before an instance ran it (parked, or its instance was gone)",
+            )
+            if not await backend.save([stopped]):
+                return stopped
         await cluster.request_cancel(task_id)
+        return record
+
+    async def _cancel_delayed(self, record: TaskRecord) -> TaskRecord:
+        self._schedules.cancel_delayed(record)
+        await self.flush()
+        cluster = cluster_part(self.backend)
+        if cluster is not None and self._cancels is not None:
+            # Passed on too, for an instance that claims it at this very moment.
+            await cluster.request_cancel(record.task_id)
         return record
 
     def can_retry(self, record: TaskRecord) -> bool:
@@ -717,8 +743,9 @@ class TaskManager:
             await self._cluster.start()
         if self._cancels is not None:
             await self._cancels.start()
-        if self._log_handler is not None:
-            logging.getLogger().addHandler(self._log_handler)
+        if self.capture_logging:
+            capture_logging(True)
+            self._capturing = True
         await self._schedules.start()
         self._started = True
         if self._history_only:
@@ -743,8 +770,9 @@ class TaskManager:
         self.stopping.set()
         if self._cancels is not None:
             await self._cancels.stop()
-        if self._log_handler is not None:
-            logging.getLogger().removeHandler(self._log_handler)
+        if self._capturing:
+            capture_logging(False)
+            self._capturing = False
         await self._schedules.stop()
         await shut_down(
             self._runner,

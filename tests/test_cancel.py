@@ -345,3 +345,30 @@ async def test_a_request_from_another_instance_reaches_the_task(tmp_path: Path) 
     finally:
         await other.stop()
         await runner.stop()
+
+
+async def test_a_parked_or_orphaned_task_is_cancelled_in_the_backend(tmp_path: Path) -> None:
+    from taskflow.models import TaskRecord
+
+    manager = TaskManager(
+        snapshot_db=tmp_path / "tasks.db",
+        instance_id="b",
+        heartbeat_interval=30,
+        instance_expiry=90,
+    )
+    await manager.start()
+    try:
+        backend = manager.backend
+        assert backend is not None
+        parked = TaskRecord("p" * 32, "nightly", instance_id="", rerunnable=True, args=[])
+        orphan = TaskRecord("o" * 32, "nightly", TaskStatus.RUNNING, instance_id="ghost-1")
+        await backend.save([parked, orphan])
+        for record in (parked, orphan):
+            answer = await manager.cancel(record.task_id)
+            assert answer.status is TaskStatus.CANCELLED
+            stored = await backend.get(record.task_id)
+            assert stored is not None and stored.status is TaskStatus.CANCELLED
+            assert stored.instance_id == record.instance_id  # saved as its owner's
+        assert await backend.live_owners() == set()  # nothing left for a claimer to run
+    finally:
+        await manager.stop()

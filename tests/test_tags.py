@@ -121,3 +121,19 @@ def test_any_tag_filter_is_served_or_an_invalid_query(filters: list[str]) -> Non
     except InvalidQuery as exc:
         fields.append(exc.field)
     assert fields in ([], ["tag"])
+
+
+async def test_a_task_reads_its_own_tags() -> None:
+    from taskflow import task_context
+
+    manager = TaskManager(shutdown_timeout=1.0)
+    seen: list[dict[str, str]] = []
+
+    @manager.task
+    def which_tenant() -> None:
+        seen.append(task_context().tags)
+
+    async with manager.lifespan():
+        await wait_finished(manager, manager.submit(which_tenant, tags={"tenant": "acme"}))
+        await wait_finished(manager, manager.submit(which_tenant))
+    assert seen == [{"tenant": "acme"}, {}]

@@ -259,3 +259,27 @@ async def test_logs_and_progress_are_stored_by_the_backend(tmp_path: Path) -> No
     assert stored is not None
     assert stored.logs and stored.logs[0]["message"] == "stored"
     assert stored.progress == {"fraction": 0.25, "message": ""}
+
+
+async def test_two_capturing_managers_keep_a_line_once() -> None:
+    logger = logging.getLogger("tests.captured.twice")
+    logger.setLevel(logging.INFO)
+    first = TaskManager(capture_logging=True, shutdown_timeout=1.0)
+    second = TaskManager(capture_logging=True, shutdown_timeout=1.0)
+
+    @first.task
+    async def chatty() -> None:
+        logger.info("once")
+
+    await first.start()
+    await second.start()
+    try:
+        record = await wait_finished(first, first.submit(chatty))
+        assert [line["message"] for line in record.logs or []] == ["once"]
+        await second.stop()  # the other one still captures
+        record = await wait_finished(first, first.submit(chatty))
+        assert [line["message"] for line in record.logs or []] == ["once"]
+    finally:
+        await second.stop()
+        await first.stop()
+    assert not any(type(h).__name__ == "TaskLogHandler" for h in logging.getLogger().handlers)

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from taskflow.events import EventKind
-from taskflow.models import TaskRecord, utcnow
+from taskflow.models import TaskRecord, TaskStatus, utcnow
 from taskflow.query import TaskQuery
 from taskflow.web import metrics
 from taskflow.web.api import present
@@ -44,6 +44,9 @@ POLL_SECONDS = 0.5
 LOOKBACK_SECONDS = 10.0
 #: Newest records read per poll: more than any dashboard page shows (the page size is <= 100).
 POLL_LIMIT = 200
+#: Every this many polls, the running records are read too, whatever their age (progress and
+#: log lines of other instances' long tasks): one more indexed read a second.
+RUNNING_EVERY = 2
 #: Seconds between metrics computations while a client is connected.
 METRICS_SECONDS = 2.0
 #: Messages buffered per client; past that its backlog collapses into one ``resync``.
@@ -106,6 +109,7 @@ class StreamHub:
         self._pump: asyncio.Task[None] | None = None
         self._unsubscribe: Any = None
         self._failing = False
+        self._polls = 0
 
     @property
     def closing(self) -> bool:
@@ -205,8 +209,17 @@ class StreamHub:
             return  # memory only: no other instance can add records, the event bus has them all
         since = utcnow() - timedelta(seconds=LOOKBACK_SECONDS)
         page = await self.manager.apage(TaskQuery(limit=POLL_LIMIT, since=since))
+        records = page.records
+        self._polls += 1
+        if self._polls % RUNNING_EVERY == 1:  # the first poll too, which only takes note
+            # Running tasks older than the lookback still report progress and log lines from
+            # their instances: their records are read again (sent only when they changed).
+            running = await self.manager.apage(TaskQuery(TaskStatus.RUNNING, limit=POLL_LIMIT))
+            seen = {record.task_id for record in records}
+            records = records + [r for r in running.records if r.task_id not in seen]
+            records.sort(key=lambda record: record.sort_time, reverse=True)
         # Oldest first, so clients see a record's statuses in the order they happened.
-        for record in reversed(page.records):
+        for record in reversed(records):
             quiet = quiet_before is not None and record.sort_time < quiet_before
             if self._remember(record) and not quiet:
                 kind = "finished" if record.status.finished else "updated"

@@ -214,3 +214,35 @@ async def test_records_of_another_instance_arrive_through_the_shared_backend(tmp
                     await stream.until(task_frames(task_id), timeout=1.2)
         finally:
             await there.stop()
+
+
+async def test_progress_of_another_instances_long_task_arrives(tmp_path: Path):
+    """A running task created long ago (beyond the poll's lookback) reports progress on another
+    instance: the stream sends its record again each time it changes, and only then."""
+    from datetime import timedelta
+
+    from taskflow.backends.base import InstanceInfo
+    from taskflow.models import TaskRecord, TaskStatus, utcnow
+
+    db = tmp_path / "history.db"
+    here = Live(TaskManager(snapshot_db=db, instance_id="here", instance_expiry=60))
+    async with here.app.router.lifespan_context(here.app), here.client:
+        backend = here.manager.backend
+        assert backend is not None
+        long_ago = utcnow() - timedelta(minutes=10)
+        # Instance "there" runs it (registered, so nobody takes its task over).
+        await backend.heartbeat(InstanceInfo("there", "host-b", 1, long_ago, utcnow()))  # type: ignore[attr-defined]
+        record = TaskRecord(
+            "a" * 32, "export", TaskStatus.RUNNING, created_at=long_ago, instance_id="there"
+        )
+        record.progress = {"fraction": 0.1, "message": "10%"}
+        await backend.save([record])
+        async with here.stream() as stream:
+            await stream.until(lambda f: f.event == "hello")
+            await asyncio.sleep(1.2)  # the hub's first polls only learn what exists
+            record.progress = {"fraction": 0.5, "message": "half"}
+            await backend.save([record])
+            frame = await stream.until(task_frames(record.task_id), timeout=3.0)
+            assert json.loads(frame.data)["task"]["progress"]["message"] == "half"
+            with pytest.raises(AssertionError, match="no event"):
+                await stream.until(task_frames(record.task_id), timeout=1.5)

@@ -18,7 +18,7 @@ from decimal import Decimal
 
 from fastapi import BackgroundTasks, FastAPI
 
-from taskflow import TaskAdmin, TaskManager, task_context
+from taskflow import TaskAdmin, TaskManager, task_context, task_log
 from taskflow.backends import SnapshotBackend, backend_from_url
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
@@ -81,6 +81,23 @@ def patient_sync(seconds: float) -> str:
 @app.post("/patient")
 def enqueue_patient(background_tasks: BackgroundTasks, seconds: float = 30.0):
     return {"task_id": background_tasks.add_task(patient_sync, seconds)}
+
+
+@task_manager.task()
+async def reporting(steps: int, delay: float) -> None:
+    """Logs a line and reports progress at every step."""
+    for step in range(1, steps + 1):
+        task_log(f"step {step}", step=step)
+        task_context().progress(step / steps, f"step {step} of {steps}")
+        await asyncio.sleep(delay)
+
+
+@app.post("/reporting")
+def enqueue_reporting(
+    background_tasks: BackgroundTasks, tenant: str, steps: int = 20, delay: float = 0.2
+):
+    task_id = background_tasks.add_task(reporting, steps, delay, tags={"tenant": tenant})
+    return {"task_id": task_id}
 
 
 @app.post("/burst")
