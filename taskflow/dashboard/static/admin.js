@@ -7,9 +7,6 @@
 "use strict";
 
 (() => {
-  const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.getAttribute("content") || "";
-  const BASE = meta("taskflow-base");
-  const CSRF = meta("taskflow-csrf");
   const $ = (id) => document.getElementById(id);
 
   function h(tag, props, ...children) {
@@ -34,28 +31,8 @@
     toastTimer = setTimeout(() => { node.hidden = true; }, 6000);
   }
 
-  async function api(path, options = {}) {
-    const headers = { Accept: "application/json" };
-    if (options.body) headers["Content-Type"] = "application/json";
-    if (options.method && options.method !== "GET" && CSRF) headers["X-CSRF-Token"] = CSRF;
-    const response = await fetch(BASE + path, { ...options, headers, credentials: "same-origin" });
-    if (response.status === 401) {
-      window.location.assign(`${BASE}/login`);
-      throw new Error("login required");
-    }
-    return response;
-  }
+  const { api, detailOf } = window.taskflowApi; // app.js
 
-  async function detailOf(response) {
-    try {
-      const body = await response.json();
-      if (typeof body.detail === "string") return body.detail;
-      if (Array.isArray(body.detail)) return body.detail.map((error) => error.msg).join("; ");
-      return JSON.stringify(body.detail);
-    } catch {
-      return `HTTP ${response.status}`;
-    }
-  }
 
   const plural = (n, word) => `${n.toLocaleString()} ${word}${n === 1 ? "" : "s"}`;
   const isoOf = (local) => (local && !Number.isNaN(Date.parse(local)) ? new Date(local).toISOString() : "");

@@ -101,6 +101,7 @@
 
   async function api(path, options = {}) {
     const headers = { Accept: "application/json" };
+    if (options.body) headers["Content-Type"] = "application/json";
     if (options.method && options.method !== "GET" && CSRF) headers["X-CSRF-Token"] = CSRF;
     const response = await fetch(BASE + path, { ...options, headers, credentials: "same-origin" });
     if (response.status === 401) {
@@ -121,6 +122,9 @@
       return `HTTP ${response.status}`;
     }
   }
+
+  // admin.js and schedules.js (loaded after this file) call the API through these too.
+  window.taskflowApi = Object.freeze({ api, detailOf });
 
   // ---- tasks: one page at a time ------------------------------------------------------------
 

@@ -1,19 +1,16 @@
 // taskflow dashboard: the Schedules view (GET {base}/schedules), with Pause and Resume.
 //
-// Kept apart from app.js: it only needs the page's base URL and CSRF token (from the same meta
-// tags) and the #schedules section. Like app.js, every value from the server reaches the page
-// through textContent or setAttribute, never innerHTML.
+// Kept apart from app.js: it only needs app.js's API call (window.taskflowApi, with the page's
+// base URL and CSRF token) and the #schedules section. Like app.js, every value from the server
+// reaches the page through textContent or setAttribute, never innerHTML.
 "use strict";
 
 (() => {
-  const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.getAttribute("content") || "";
-  const BASE = meta("taskflow-base");
-  const CSRF = meta("taskflow-csrf");
   // Seconds between two refreshes: next and last runs move with every tick.
   const REFRESH_MS = 5000;
   const STATUS_LABEL = {
     scheduled: "Scheduled", pending: "Pending", running: "Running", success: "Succeeded",
-    failed: "Failed", interrupted: "Interrupted",
+    failed: "Failed", interrupted: "Interrupted", cancelled: "Cancelled",
   };
 
   const panel = document.getElementById("schedules");
@@ -33,16 +30,8 @@
 
   const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 
-  async function call(path, method) {
-    const headers = { Accept: "application/json" };
-    if (method !== "GET" && CSRF) headers["X-CSRF-Token"] = CSRF;
-    const response = await fetch(BASE + path, { method, headers, credentials: "same-origin" });
-    if (response.status === 401) {
-      window.location.assign(`${BASE}/login`);
-      throw new Error("login required");
-    }
-    return response;
-  }
+  const call = (path, method) => window.taskflowApi.api(path, { method }); // app.js
+
 
   function row(item) {
     const action = item.paused ? "resume" : "pause";
